@@ -91,13 +91,20 @@ class SealedPayload:
         if len(self.ciphertext) < AEAD_TAG_BYTES:
             raise s.bad("ciphertext shorter than its tag")
 
+    def to_value(self) -> list[Any]:
+        return [self.epoch, self.ciphertext]
+
     def to_bytes(self) -> bytes:
-        return dumps([self.epoch, self.ciphertext])
+        return dumps(self.to_value())
+
+    @classmethod
+    def from_value(cls, value: Any) -> SealedPayload:
+        raw = s.array(value, "sealed payload", min_len=2)
+        return cls(raw[0], raw[1])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SealedPayload:
-        raw = s.array(loads(data, max_bytes=MAX_PAYLOAD_BYTES), "sealed payload", min_len=2)
-        return cls(raw[0], raw[1])
+        return cls.from_value(loads(data, max_bytes=MAX_PAYLOAD_BYTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +118,20 @@ class EnvelopeKey:
         s.uint(self.epoch, "epoch")
         s.bstr(self.key, "epoch key", size=KEY_BYTES)
 
+    def to_value(self) -> list[Any]:
+        return [self.epoch, self.key]
+
     def to_bytes(self) -> bytes:
-        return dumps([self.epoch, self.key])
+        return dumps(self.to_value())
+
+    @classmethod
+    def from_value(cls, value: Any) -> EnvelopeKey:
+        raw = s.array(value, "envelope key", min_len=2)
+        return cls(raw[0], raw[1])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EnvelopeKey:
-        raw = s.array(loads(data, max_bytes=MAX_PAYLOAD_BYTES), "envelope key", min_len=2)
-        return cls(raw[0], raw[1])
+        return cls.from_value(loads(data, max_bytes=MAX_PAYLOAD_BYTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +200,9 @@ class MessageBody:
         s.bstr(self.padding, "padding", max_len=MAX_PAYLOAD_BYTES)
 
     def to_bytes(self) -> bytes:
+        return dumps(self.to_value())
+
+    def to_value(self) -> dict[int, Any]:
         body: dict[int, Any] = {0: int(self.kind)}
         if self.text is not None:
             body[1] = self.text
@@ -197,11 +214,15 @@ class MessageBody:
             body[4] = self.sent_at
         if self.padding:
             body[15] = self.padding
-        return dumps(body)
+        return body
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MessageBody:
-        body = s.mapping(loads(data, max_bytes=MAX_PAYLOAD_BYTES), "message")
+        return cls.from_value(loads(data, max_bytes=MAX_PAYLOAD_BYTES))
+
+    @classmethod
+    def from_value(cls, value: Any) -> MessageBody:
+        body = s.mapping(value, "message")
         if 0 not in body:
             raise s.bad("message needs a kind")
         kind_number = s.uint(body[0], "message kind")

@@ -1,0 +1,63 @@
+"""The vector files, both ways: frames encode to exactly these bytes, bytes decode to these frames."""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from protocol import ProtocolError, decode, encode, loads
+
+from .conftest import RULE_TYPES, VECTORS, vector_input
+
+
+def test_every_frame_type_has_a_vector(valid_vectors: list[dict[str, Any]]) -> None:
+    assert {v["rule"] for v in valid_vectors} == set(RULE_TYPES)
+
+
+def test_files_match_the_generator(generator: ModuleType, valid_vectors: list[dict[str, Any]],
+                                   invalid_vectors: list[dict[str, Any]]) -> None:
+    built = generator.valid_frames()
+    assert [name for name, _, _ in built] == [v["name"] for v in valid_vectors]
+    assert generator.invalid_inputs() == invalid_vectors
+
+
+def test_encode_gives_exactly_the_vector_bytes(generator: ModuleType,
+                                               valid_vectors: list[dict[str, Any]]) -> None:
+    by_name = {v["name"]: v for v in valid_vectors}
+    for name, _, frame in generator.valid_frames():
+        assert encode(frame).hex() == by_name[name]["hex"], name
+
+
+def test_decode_gives_exactly_the_vector_fields(generator: ModuleType,
+                                                valid_vectors: list[dict[str, Any]]) -> None:
+    built = {name: frame for name, _, frame in generator.valid_frames()}
+    for vector in valid_vectors:
+        frame_type = RULE_TYPES[vector["rule"]]
+        decoded = decode(bytes.fromhex(vector["hex"]), frame_type)
+        assert generator.fields(decoded) == vector["fields"], vector["name"]
+        assert decoded == built[vector["name"]], vector["name"]
+        assert len(bytes.fromhex(vector["hex"])) == vector["size"]
+        assert generator.diagnostic(loads(bytes.fromhex(vector["hex"]))) == vector["diagnostic"]
+
+
+@pytest.mark.parametrize("name", [v["name"] for v in json.loads(
+    (VECTORS / "invalid.json").read_text())["vectors"]])
+def test_negative_vector_is_refused_with_its_code(name: str,
+                                                  invalid_vectors: list[dict[str, Any]]) -> None:
+    vector = next(v for v in invalid_vectors if v["name"] == name)
+    with pytest.raises(ProtocolError) as refused:
+        decode(vector_input(vector), RULE_TYPES[vector["frame"]])
+    assert refused.value.code.name.lower() == vector["error"]
+
+
+def test_negative_vectors_cover_the_required_cases(invalid_vectors: list[dict[str, Any]]) -> None:
+    errors = {v["name"]: v["error"] for v in invalid_vectors}
+    for required in ("truncated-map", "trailing-bytes", "deep-nesting", "declared-bstr-2^32",
+                     "indefinite-array", "duplicate-keys", "tag-datetime", "cursor-text",
+                     "unknown-version", "oversize"):
+        assert required in errors
+    assert {"malformed", "bad_frame", "limit_exceeded", "unsupported_version",
+            "too_large", "budget_too_small"} <= set(errors.values())
