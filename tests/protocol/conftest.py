@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "protocol" / "vectors"
 SPEC = ROOT / "protocol" / "SPEC.md"
 
-FRAME_TYPES: dict[str, type] = {
+FRAME_TYPES: dict[str, Any] = {
     name: getattr(protocol, name)
     for name in (
         "RegisterRequest", "RegisterResponse", "ChallengeRequest", "ChallengeResponse",
@@ -27,7 +27,7 @@ FRAME_TYPES: dict[str, type] = {
 }
 FRAME_TYPES.update(SealedPayload=SealedPayload, EnvelopeKey=EnvelopeKey, MessageBody=MessageBody)
 
-RULE_TYPES: dict[str, type] = {
+RULE_TYPES: dict[str, Any] = {
     "register-request": protocol.RegisterRequest,
     "register-response": protocol.RegisterResponse,
     "challenge-request": protocol.ChallengeRequest,
@@ -76,4 +76,5 @@ def vector_input(vector: dict[str, Any]) -> bytes:
     """The input bytes of a negative vector (literal hex, or prefix + repeat * count)."""
     if "hex" in vector:
         return bytes.fromhex(vector["hex"])
-    return bytes.fromhex(vector["prefix"]) + bytes.fromhex(vector["repeat"]) * vector["count"]
+    count: int = vector["count"]
+    return bytes.fromhex(vector["prefix"]) + bytes.fromhex(vector["repeat"]) * count

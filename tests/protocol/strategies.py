@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -88,7 +89,7 @@ def push_requests(draw: st.DrawFn) -> SyncRequest:
     blocks = []
     op_id = draw(st.integers(min_value=0, max_value=1000))
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
-        ops = []
+        ops: list[Any] = []
         for _ in range(draw(st.integers(min_value=1, max_value=4))):
             op_id += draw(st.integers(min_value=1, max_value=500))
             op = draw(push_ops())
@@ -172,9 +173,9 @@ FRAMES: dict[type, st.SearchStrategy[object]] = {
     SyncRequest: push_requests(),
     SyncResponse: sync_responses,
     DirectoryRequest: st.builds(
-        DirectoryRequest, st.lists(phones, max_size=3).map(tuple),
+        DirectoryRequest, st.lists(phones, min_size=1, max_size=3).map(tuple),
         st.lists(ids, max_size=3).map(tuple),
-    ).filter(lambda r: bool(r.phones or r.user_ids)),
+    ),
     DirectoryResponse: st.builds(DirectoryResponse, st.lists(user_entries, max_size=3).map(tuple)),
     SealedPayload: st.builds(SealedPayload, uints, st.binary(min_size=16, max_size=200)),
     EnvelopeKey: st.builds(EnvelopeKey, uints, keys),

@@ -1,4 +1,4 @@
-"""The vector files, both ways: frames encode to exactly these bytes, bytes decode to these frames."""
+"""The vector files, both ways: frames encode to exactly their bytes, bytes decode to them."""
 
 from __future__ import annotations
 
