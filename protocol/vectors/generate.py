@@ -153,7 +153,7 @@ def remove_op(prev: bytes) -> MembershipOp:
 
 
 def envelope_op(to_device: int | None, op_id: int = 2) -> EnvelopeOp:
-    sealed = opaque("envelope 301->302", 32 + 48)  # HPKE enc (32) + sealed [epoch, key] + tag
+    sealed = opaque("envelope 301->302", 32 + 36 + 16)  # HPKE enc + sealed [epoch, key] + tag
     signed = sign_op(CONV, 301, lambda sig: EnvelopeOp(op_id, 302, sealed, sig))
     assert isinstance(signed, EnvelopeOp)
     return dataclasses.replace(signed, to_device=to_device)
