@@ -1,0 +1,359 @@
+"""The sync service: the protocol's rules applied to storage. No HTTP in here.
+
+Theory of operation. Each method takes a decoded protocol frame and returns
+one, or raises ``ProtocolError`` (the client's fault, mapped to 4xx by the
+HTTP edge) or ``StorageUnavailable`` (503). A sync runs in two steps:
+
+1. **Push**, when the request carries ops: every signature is checked first,
+   outside any transaction; then one write transaction classifies each op as
+   a replay or new (``protocol.classify_push``), authorises every new op
+   against the roster as it stands at that point of the push, stores them,
+   and records the device's highest op id and the request counter. Any
+   refusal raises before the commit, so nothing of the push is kept. Acks are
+   built only after the commit returned, i.e. after the fsync.
+2. **Pull**, from one read snapshot: the high-water mark, then per lane the
+   ops after the cursor that the device may see, packed by
+   ``protocol.pack_response`` into the client's budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocol import (
+    AuthedRequest,
+    AuthedResponse,
+    Candidate,
+    ChallengeRequest,
+    ChallengeResponse,
+    ContentOp,
+    CreateConversation,
+    DeviceEntry,
+    DirectoryRequest,
+    DirectoryResponse,
+    EnvelopeOp,
+    ErrorCode,
+    LaneBatch,
+    MembershipOp,
+    OpType,
+    ProtocolError,
+    PulledOp,
+    RegisterRequest,
+    RegisterResponse,
+    Roster,
+    SessionRequest,
+    SessionResponse,
+    SyncRequest,
+    SyncResponse,
+    UserEntry,
+    check_cursor,
+    classify_push,
+    derive_session_keys,
+    dumps,
+    loads,
+    op_digest,
+    op_signing_input,
+    pack_response,
+    register_signing_input,
+    request_tag,
+    response_tag,
+    roster_hash,
+    session_grant_signing_input,
+    session_seal_info,
+    session_signing_input,
+    tags_equal,
+)
+from protocol.auth import CHALLENGE_BYTES, SESSION_SECRET_BYTES
+from protocol.frames import LANES
+from protocol.ops import Op, op_from_fields
+
+from .keys import ServerIdentity, seal_to_device, signature_valid
+from .storage import InviteRefused, SessionRecord, Storage, WriteTx
+
+log = logging.getLogger("syncd.service")
+
+SMALLEST_PULLED_OP = 72  # bytes: a 64-byte signature plus the least framing
+CHALLENGE_TTL = 60
+SESSION_TTL = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated device, for one request."""
+
+    session: SessionRecord
+    counter: int
+    path: str
+
+    @property
+    def device_id(self) -> int:
+        return self.session.device_id
+
+    @property
+    def user_id(self) -> int:
+        return self.session.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    response: SyncResponse
+    pushed: int
+    pulled: int
+
+
+def _refuse(code: ErrorCode, message: str, index: int | None = None) -> ProtocolError:
+    return ProtocolError(code, message, op_index=index)
+
+
+class SyncService:
+    """Registration, sessions, authenticated sync and directory look-ups."""
+
+    def __init__(self, storage: Storage, identity: ServerIdentity, *,
+                 clock: Callable[[], float] = time.time,
+                 session_ttl: int = SESSION_TTL) -> None:
+        self.storage = storage
+        self.identity = identity
+        self.clock = clock
+        self.session_ttl = session_ttl
+        # Highest accepted counter per session. Authoritative while running; written to
+        # the database with every push and by ``flush_counters`` for pull-only syncs.
+        self._counters: dict[int, int] = {}
+        self._dirty_counters: set[int] = set()
+
+    @classmethod
+    async def create(cls, storage: Storage, **kwargs: object) -> SyncService:
+        identity = ServerIdentity(await storage.server_seed())
+        return cls(storage, identity, **kwargs)  # type: ignore[arg-type]
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # ------------------------------------------------------------ identity
+
+    async def register(self, request: RegisterRequest) -> RegisterResponse:
+        proof_input = register_signing_input(request.phone, request.code, request.sign_key,
+                                             request.hpke_key)
+        if not signature_valid(request.sign_key, request.proof, proof_input):
+            raise _refuse(ErrorCode.BAD_SIGNATURE, "proof of the signing key does not verify")
+        code_hash = hashlib.sha256(request.code.encode()).digest()
+        try:
+            user_id, device_id = await self.storage.register(
+                code_hash, request.phone, request.sign_key, request.hpke_key, self.now())
+        except InviteRefused as exc:
+            raise _refuse(ErrorCode.ENROLMENT_REFUSED, "enrolment code refused") from exc
+        return RegisterResponse(user_id, device_id, self.identity.public_key)
+
+    async def challenge(self, request: ChallengeRequest) -> ChallengeResponse:
+        nonce = os.urandom(CHALLENGE_BYTES)
+        await self.storage.add_challenge(request.device_id, nonce, self.now() + CHALLENGE_TTL)
+        return ChallengeResponse(nonce)
+
+    async def session(self, request: SessionRequest) -> SessionResponse:
+        taken = await self.storage.take_challenge(request.device_id, request.nonce, self.now())
+        device = await self.storage.device(request.device_id)
+        if not taken or device is None:
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown or expired challenge")
+        if device.revoked:
+            raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
+        signed = session_signing_input(request.device_id, request.nonce)
+        if not signature_valid(device.sign_key, request.signature, signed):
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "challenge signature does not verify")
+        secret = os.urandom(SESSION_SECRET_BYTES)
+        keys = derive_session_keys(secret)
+        now = self.now()
+        expires_at = now + self.session_ttl
+        session_id = await self.storage.create_session(
+            device.device_id, keys.request_key, keys.response_key, now, expires_at)
+        sealed = seal_to_device(device.hpke_key, secret,
+                                session_seal_info(device.device_id, session_id, expires_at))
+        grant = session_grant_signing_input(device.device_id, request.nonce, session_id,
+                                            expires_at, sealed)
+        return SessionResponse(session_id, expires_at, sealed, self.identity.sign(grant))
+
+    # ------------------------------------------------------------ authentication
+
+    async def authenticate(self, path: str, request: AuthedRequest) -> Caller:
+        """Check session, tag and counter (SPEC.md section 6); record the counter."""
+        session = await self.storage.session(request.session_id)
+        if session is None:
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session")
+        if session.revoked:
+            raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
+        if session.expires_at <= self.now():
+            raise _refuse(ErrorCode.SESSION_EXPIRED, "session expired")
+        expected = request_tag(session.request_key, path=path, session_id=session.session_id,
+                               counter=request.counter, body=request.body)
+        if not tags_equal(expected, request.tag):
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "request tag does not verify")
+        highest = max(session.highest_counter, self._counters.get(session.session_id, 0))
+        if request.counter <= highest:
+            raise _refuse(ErrorCode.REPLAYED, "counter already used")
+        # No await between the check and the update: concurrent requests cannot both pass.
+        self._counters[session.session_id] = request.counter
+        self._dirty_counters.add(session.session_id)
+        return Caller(session, request.counter, path)
+
+    def seal(self, caller: Caller, body: bytes) -> AuthedResponse:
+        tag = response_tag(caller.session.response_key, path=caller.path,
+                           session_id=caller.session.session_id, counter=caller.counter, body=body)
+        return AuthedResponse(body, tag)
+
+    async def flush_counters(self) -> None:
+        """Persist counters of sessions that only pulled since the last flush."""
+        if not self._dirty_counters:
+            return
+        dirty, self._dirty_counters = self._dirty_counters, set()
+        async with self.storage.transaction() as tx:
+            for session_id in dirty:
+                await tx.set_counter(session_id, self._counters[session_id])
+
+    # ------------------------------------------------------------ directory
+
+    async def directory(self, caller: Caller, request: DirectoryRequest) -> DirectoryResponse:
+        users = await self.storage.lookup(request.phones, request.user_ids)
+        return DirectoryResponse(tuple(
+            UserEntry(user.user_id, user.phone, tuple(
+                DeviceEntry(d.device_id, d.sign_key, d.hpke_key, d.revoked)
+                for d in user.devices))
+            for user in users))
+
+    # ------------------------------------------------------------ sync
+
+    async def sync(self, caller: Caller, request: SyncRequest) -> SyncOutcome:
+        acks: tuple[int, ...] = ()
+        if request.push:
+            acks = await self._push(caller, request)
+        response = await self._pull(caller, request, acks)
+        return SyncOutcome(response, len(acks), response.op_count)
+
+    async def _push(self, caller: Caller, request: SyncRequest) -> tuple[int, ...]:
+        pushed: list[tuple[bytes, Op]] = [(block.conv, op) for block in request.push
+                                         for op in block.ops]
+        for index, (conv, op) in enumerate(pushed):
+            signed = op_signing_input(conv, caller.device_id, op)
+            if not signature_valid(caller.session.sign_key, op.signature, signed):
+                raise _refuse(ErrorCode.BAD_SIGNATURE, "op signature does not verify", index)
+        digests = [op_digest(conv, op) for conv, op in pushed]
+        async with self.storage.transaction() as tx:
+            check_cursor(request.cursor, await tx.high_water())
+            stored = await tx.ops_by_id(caller.device_id, [op.op_id for _, op in pushed])
+            highest = await tx.highest_op_id(caller.device_id)
+            earlier = classify_push([(op.op_id, digest) for (_, op), digest
+                                     in zip(pushed, digests, strict=True)], stored, highest)
+            apply = _PushApplier(tx, caller)
+            acks = []
+            for index, ((conv, op), digest, seq) in enumerate(
+                    zip(pushed, digests, earlier, strict=True)):
+                if seq is None:
+                    try:
+                        seq = await apply.op(conv, op, digest)
+                    except ProtocolError as exc:
+                        exc.op_index = index
+                        raise
+                acks.append(seq)
+            new_ids = [op.op_id for (_, op), seq in zip(pushed, earlier, strict=True)
+                       if seq is None]
+            if new_ids:
+                await tx.set_highest_op_id(caller.device_id, max(new_ids))
+            await tx.set_counter(caller.session.session_id, caller.counter)
+        return tuple(acks)
+
+    async def _pull(self, caller: Caller, request: SyncRequest,
+                    acks: tuple[int, ...]) -> SyncResponse:
+        budget = request.effective_budget
+        limit = budget // SMALLEST_PULLED_OP + 1
+        async with self.storage.snapshot() as snap:
+            high_water = await snap.high_water()
+            check_cursor(request.cursor, high_water)
+            lanes = []
+            for lane in LANES:
+                rows = await snap.pull(user_id=caller.user_id, device_id=caller.device_id,
+                                       lane=lane, after=request.cursor[lane], upto=high_water,
+                                       limit=limit)
+                candidates = [
+                    Candidate(row.conv, PulledOp(row.seq, row.device_id, op_from_fields(
+                        row.op_type, row.op_id, loads(row.fields), pulled=True)))
+                    for row in rows]
+                lanes.append(LaneBatch(candidates, complete=len(rows) < limit))
+        response = pack_response(acks=acks, lanes=lanes, cursor=request.cursor,
+                                 high_water=high_water, budget=budget)
+        return response
+
+
+class _PushApplier:
+    """Authorises and stores the new ops of one push, inside its transaction."""
+
+    def __init__(self, tx: WriteTx, caller: Caller) -> None:
+        self.tx = tx
+        self.caller = caller
+        self.rosters: dict[bytes, tuple[int, Roster] | None] = {}
+
+    async def _conversation(self, conv: bytes) -> tuple[int, Roster] | None:
+        if conv not in self.rosters:
+            record = await self.tx.conversation(conv)
+            self.rosters[conv] = None if record is None else (
+                record.conv_id, Roster(dict(record.members), record.broadcast, record.head))
+        return self.rosters[conv]
+
+    async def _member_conversation(self, conv: bytes) -> tuple[int, Roster]:
+        found = await self._conversation(conv)
+        if found is None or found[1].role_of(self.caller.user_id) is None:
+            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        return found
+
+    async def op(self, conv: bytes, op: Op, digest: bytes) -> int:
+        device = self.caller.device_id
+        if isinstance(op, MembershipOp):
+            return await self._membership(conv, op, digest)
+        if isinstance(op, ContentOp):
+            conv_id, roster = await self._member_conversation(conv)
+            if not roster.may_post(self.caller.user_id, announce=op.op_type is OpType.ANNOUNCE):
+                raise _refuse(ErrorCode.FORBIDDEN, "only admins post here")
+            return await self.tx.insert_op(conv_id, int(op.op_type), device, op.op_id, None,
+                                           dumps(op.fields(pulled=True)), digest)
+        assert isinstance(op, EnvelopeOp) and op.to_device is not None
+        conv_id, roster = await self._member_conversation(conv)
+        owner = (await self.tx.device_owners([op.to_device])).get(op.to_device)
+        if owner is None or owner[1] or roster.role_of(owner[0]) is None:
+            raise _refuse(ErrorCode.NOT_FOUND, "no such device in this conversation")
+        return await self.tx.insert_op(conv_id, int(op.op_type), device, op.op_id, op.to_device,
+                                       dumps(op.fields(pulled=True)), digest)
+
+    async def _membership(self, conv: bytes, op: MembershipOp, digest: bytes) -> int:
+        found = await self._conversation(conv)
+        user = self.caller.user_id
+        new_head = roster_hash(conv, self.caller.device_id, op)
+        if found is None:
+            if not isinstance(op.change, CreateConversation):
+                raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
+            before = Roster()
+        else:
+            before = found[1]
+            if before.role_of(user) is None and not isinstance(op.change, CreateConversation):
+                raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        after = before.apply(op.change, author=user, prev=op.prev, new_head=new_head)
+        unknown = await self._unknown_users(set(after.members) - set(before.members))
+        if unknown:
+            raise _refuse(ErrorCode.NOT_FOUND, f"no such user {min(unknown)}")
+        if found is None:
+            conv_id = await self.tx.create_conversation(conv, after.broadcast, new_head)
+        else:
+            conv_id = found[0]
+        seq = await self.tx.insert_op(conv_id, int(op.op_type), self.caller.device_id, op.op_id,
+                                      None, dumps(op.fields(pulled=True)), digest)
+        joined = [u for u in after.members if u not in before.members]
+        left = [u for u in before.members if u not in after.members]
+        await self.tx.set_roster(conv_id, new_head, after.members, joined, left, seq)
+        self.rosters[conv] = (conv_id, after)
+        return seq
+
+    async def _unknown_users(self, user_ids: set[int]) -> set[int]:
+        if not user_ids:
+            return set()
+        return user_ids - await self.tx.known_users(sorted(user_ids))
+

@@ -1,0 +1,67 @@
+"""The storage interface of the server.
+
+All SQL lives behind this interface. ``SQLiteStorage`` implements it on an
+embedded SQLite file; a PostgreSQL backend implements the same methods, and
+``tests/syncd/test_storage_contract.py`` runs against every backend.
+
+Exceptions (all ``StorageError``)::
+
+    StorageError
+     +-- StorageUnavailable     the database cannot serve now (maps to 503)
+     |    +-- StorageBusy       locked by another writer past the busy timeout
+     |    +-- StorageFull       disk or database full
+     +-- InviteRefused          enrolment code unknown, used or expired (403)
+
+Semantics every backend keeps:
+
+* ``transaction()`` is one write transaction; everything in it commits
+  together, durably, when the block exits without an exception, and nothing
+  of it is visible or kept otherwise.
+* ``snapshot()`` is one read transaction: every read in it sees the same
+  committed state, so the high-water mark and the ops read agree.
+* Sequence numbers of ops increase in commit order and are never reused.
+"""
+
+from __future__ import annotations
+
+from .interface import (
+    ConversationRecord,
+    DeviceRecord,
+    InviteRefused,
+    ReadTx,
+    SessionRecord,
+    Stats,
+    Storage,
+    StorageBusy,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    StoredRow,
+    UserRecord,
+    WriteTx,
+)
+
+__all__ = [
+    "ConversationRecord",
+    "DeviceRecord",
+    "InviteRefused",
+    "ReadTx",
+    "SessionRecord",
+    "Stats",
+    "Storage",
+    "StorageBusy",
+    "StorageError",
+    "StorageFull",
+    "StorageUnavailable",
+    "StoredRow",
+    "UserRecord",
+    "WriteTx",
+    "open_storage",
+]
+
+
+def open_storage(database: str) -> Storage:
+    """The backend for a database setting: a file path means SQLite."""
+    from .sqlite import SQLiteStorage
+
+    return SQLiteStorage(database)

@@ -1,0 +1,506 @@
+"""SQLite backend: one WAL file, one writer connection, a few reader connections.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` makes every commit
+fsync the WAL before it returns, so an ack sent after ``transaction()`` exits
+is durable. Writes go through the single writer connection, one transaction
+at a time (``BEGIN IMMEDIATE`` under an asyncio lock); reads use separate
+connections and see the last committed state, never a half-written push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from protocol import Role, StoredOp
+
+from .interface import (
+    ConversationRecord,
+    DeviceRecord,
+    InviteRefused,
+    ReadTx,
+    SessionRecord,
+    Stats,
+    Storage,
+    StorageBusy,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    StoredRow,
+    UserRecord,
+    WriteTx,
+)
+
+BUSY_TIMEOUT_MS = 5000
+READERS = 2
+MAX_ARMS = 400  # subqueries per compound SELECT (SQLite allows 500)
+
+
+def _translate(exc: sqlite3.Error) -> StorageError:
+    message = str(exc).lower()
+    if "locked" in message or "busy" in message:
+        return StorageBusy(str(exc))
+    if "full" in message or "no space" in message:
+        return StorageFull(str(exc))
+    return StorageUnavailable(str(exc))
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Numbered migration scripts shipped with the package, in order."""
+    folder = resources.files("syncd.storage") / "migrations"
+    scripts = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            scripts.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(scripts)
+
+
+async def _connect(path: str, *, readonly: bool) -> aiosqlite.Connection:
+    connection = await aiosqlite.connect(path, isolation_level=None)
+    await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await connection.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        await connection.execute("PRAGMA query_only = ON")
+    else:
+        await connection.execute("PRAGMA journal_mode = WAL")
+        await connection.execute("PRAGMA synchronous = FULL")
+    return connection
+
+
+class _SQLiteWrite(WriteTx):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def _one(self, sql: str, *args: Any) -> Any:
+        async with self.db.execute(sql, args) as cursor:
+            return await cursor.fetchone()
+
+    async def high_water(self) -> int:
+        row = await self._one("SELECT max(seq) FROM ops")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def ops_by_id(self, device_id: int, op_ids: Sequence[int]) -> dict[int, StoredOp]:
+        found: dict[int, StoredOp] = {}
+        for start in range(0, len(op_ids), 500):
+            chunk = list(op_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT op_id, digest, seq FROM ops WHERE device_id = ? AND op_id IN ({marks})"
+            async with self.db.execute(sql, (device_id, *chunk)) as cursor:
+                for op_id, digest, seq in await cursor.fetchall():
+                    found[op_id] = StoredOp(digest, seq)
+        return found
+
+    async def highest_op_id(self, device_id: int) -> int:
+        row = await self._one("SELECT highest_op_id FROM devices WHERE id = ?", device_id)
+        return int(row[0]) if row else 0
+
+    async def conversation(self, conv: bytes) -> ConversationRecord | None:
+        row = await self._one("SELECT id, broadcast, head FROM conversations WHERE conv = ?", conv)
+        if row is None:
+            return None
+        async with self.db.execute("SELECT user_id, role FROM members WHERE conv_id = ?",
+                                   (row[0],)) as cursor:
+            members = {user: Role(role) for user, role in await cursor.fetchall()}
+        return ConversationRecord(row[0], conv, bool(row[1]), row[2], members)
+
+    async def device_owners(self, device_ids: Sequence[int]) -> dict[int, tuple[int, bool]]:
+        owners: dict[int, tuple[int, bool]] = {}
+        ids = sorted(set(device_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, user_id, revoked_at FROM devices WHERE id IN ({marks})"
+            async with self.db.execute(sql, chunk) as cursor:
+                for device, user, revoked_at in await cursor.fetchall():
+                    owners[device] = (user, revoked_at is not None)
+        return owners
+
+    async def known_users(self, user_ids: Sequence[int]) -> set[int]:
+        known: set[int] = set()
+        ids = sorted(set(user_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(f"SELECT id FROM users WHERE id IN ({marks})",
+                                       chunk) as cursor:
+                known.update(row[0] for row in await cursor.fetchall())
+        return known
+
+    async def create_conversation(self, conv: bytes, broadcast: bool, head: bytes) -> int:
+        cursor = await self.db.execute(
+            "INSERT INTO conversations (conv, broadcast, head) VALUES (?, ?, ?)",
+            (conv, int(broadcast), head))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def insert_op(self, conv_id: int, op_type: int, device_id: int, op_id: int,
+                        to_device: int | None, fields: bytes, digest: bytes) -> int:
+        cursor = await self.db.execute(
+            "INSERT INTO ops (conv_id, op_type, device_id, op_id, to_device, fields, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, op_type, device_id, op_id, to_device, fields, digest))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def set_roster(self, conv_id: int, head: bytes, members: Mapping[int, Role],
+                         joined: Sequence[int], left: Sequence[int], seq: int) -> None:
+        await self.db.execute("UPDATE conversations SET head = ? WHERE id = ?", (head, conv_id))
+        await self.db.execute("DELETE FROM members WHERE conv_id = ?", (conv_id,))
+        await self.db.executemany(
+            "INSERT INTO members (conv_id, user_id, role) VALUES (?, ?, ?)",
+            [(conv_id, user, int(role)) for user, role in members.items()])
+        await self.db.executemany(
+            "INSERT INTO spans (conv_id, user_id, joined_seq) VALUES (?, ?, ?)",
+            [(conv_id, user, seq) for user in joined])
+        await self.db.executemany(
+            "UPDATE spans SET left_seq = ? WHERE conv_id = ? AND user_id = ? AND left_seq IS NULL",
+            [(seq, conv_id, user) for user in left])
+
+    async def set_highest_op_id(self, device_id: int, op_id: int) -> None:
+        await self.db.execute("UPDATE devices SET highest_op_id = ? WHERE id = ?",
+                              (op_id, device_id))
+
+    async def set_counter(self, session_id: int, counter: int) -> None:
+        await self.db.execute(
+            "UPDATE sessions SET highest_counter = max(highest_counter, ?) WHERE id = ?",
+            (counter, session_id))
+
+
+class _SQLiteRead(ReadTx):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self._spans: dict[int, list[tuple[int, bytes, int, int | None]]] = {}
+
+    async def high_water(self) -> int:
+        async with self.db.execute("SELECT max(seq) FROM ops") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def _spans_of(self, user_id: int) -> list[tuple[int, bytes, int, int | None]]:
+        if user_id not in self._spans:
+            sql = ("SELECT s.conv_id, c.conv, s.joined_seq, s.left_seq FROM spans s"
+                   " JOIN conversations c ON c.id = s.conv_id WHERE s.user_id = ?")
+            async with self.db.execute(sql, (user_id,)) as cursor:
+                self._spans[user_id] = [(r[0], bytes(r[1]), r[2], r[3])
+                                        for r in await cursor.fetchall()]
+        return self._spans[user_id]
+
+    async def pull(self, *, user_id: int, device_id: int, lane: int, after: int, upto: int,
+                   limit: int) -> list[StoredRow]:
+        spans = await self._spans_of(user_id)
+        conv_of = {conv_id: conv for conv_id, conv, _, _ in spans}
+        columns = "seq, conv_id, op_type, device_id, op_id, fields"
+        arms: list[tuple[str, tuple[Any, ...]]] = []
+        if lane == 0:
+            # Membership ops: the whole chain, up to the user's last removal if not a member now.
+            ends: dict[int, int | None] = {}
+            for conv_id, _, _, left in spans:
+                if left is None:
+                    ends[conv_id] = None
+                elif conv_id not in ends:
+                    ends[conv_id] = left
+                elif (end := ends[conv_id]) is not None:
+                    ends[conv_id] = max(end, left)
+            for conv_id, end in ends.items():
+                high = upto if end is None else min(upto, end)
+                arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = 0"
+                             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
+                             (conv_id, after, high, device_id, limit)))
+            arms.append((f"SELECT {columns} FROM ops WHERE to_device = ? AND op_type = 1"
+                         " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                         (device_id, after, upto, limit)))
+        else:
+            op_type = lane + 1
+            for conv_id, _, joined, left in spans:
+                high = upto if left is None else min(upto, left - 1)
+                low = max(after, joined)
+                if high <= low:
+                    continue
+                arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = ?"
+                             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
+                             (conv_id, op_type, low, high, device_id, limit)))
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(arms), MAX_ARMS):
+            chunk = arms[start : start + MAX_ARMS]
+            sql = " UNION ALL ".join(f"SELECT * FROM ({text})" for text, _ in chunk)
+            sql += " ORDER BY seq LIMIT ?"
+            args = [arg for _, part in chunk for arg in part] + [limit]
+            async with self.db.execute(sql, args) as cursor:
+                rows.extend(tuple(row) for row in await cursor.fetchall())
+        if len(arms) > MAX_ARMS:
+            rows.sort(key=lambda row: row[0])
+            rows = rows[:limit]
+        return [StoredRow(seq, conv_of.get(conv_id, b""), op_type, device, op_id, fields)
+                for seq, conv_id, op_type, device, op_id, fields in rows]
+
+
+class SQLiteStorage(Storage):
+    """Storage on one SQLite file (created and migrated on open)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._reader_list: list[aiosqlite.Connection] = []
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def latest_schema_version(self) -> int:
+        return migrations()[-1][0]
+
+    async def open(self) -> None:
+        try:
+            self._writer = await _connect(self.path, readonly=False)
+            await self._migrate()
+            for _ in range(READERS):
+                reader = await _connect(self.path, readonly=True)
+                self._reader_list.append(reader)
+                self._readers.put_nowait(reader)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    async def close(self) -> None:
+        for reader in self._reader_list:
+            await reader.close()
+        self._reader_list.clear()
+        if self._writer is not None:
+            with suppress(sqlite3.Error):
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._writer.close()
+            self._writer = None
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StorageUnavailable("storage is not open")
+        return self._writer
+
+    async def _migrate(self) -> None:
+        db = self.writer
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
+                         " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        current = await self.schema_version()
+        for version, script in migrations():
+            if version <= current:
+                continue
+            await db.executescript(
+                "BEGIN IMMEDIATE;\n" + script +
+                f"\nINSERT INTO schema_migrations VALUES ({version}, unixepoch());\nCOMMIT;")
+
+    async def schema_version(self) -> int:
+        try:
+            async with self.writer.execute("SELECT max(version) FROM schema_migrations") as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return int(row[0]) if row and row[0] is not None else 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[WriteTx]:
+        async with self._write_lock:
+            db = self.writer
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _SQLiteWrite(db)
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    await db.rollback()
+                raise
+            try:
+                await db.commit()
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    await db.rollback()
+                raise _translate(exc) from exc
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[ReadTx]:
+        db = await self._readers.get()
+        try:
+            await db.execute("BEGIN")
+            try:
+                yield _SQLiteRead(db)
+            finally:
+                with suppress(sqlite3.Error):
+                    await db.rollback()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._readers.put_nowait(db)
+
+    async def _read_one(self, sql: str, *args: Any) -> Any:
+        db = await self._readers.get()
+        try:
+            async with db.execute(sql, args) as cursor:
+                return await cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._readers.put_nowait(db)
+
+    async def _read_all(self, sql: str, *args: Any) -> list[Any]:
+        db = await self._readers.get()
+        try:
+            async with db.execute(sql, args) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._readers.put_nowait(db)
+
+    async def _write(self, sql: str, *args: Any) -> int:
+        """One statement in its own transaction; returns the rows changed."""
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            cursor = await tx.db.execute(sql, args)
+            return cursor.rowcount
+
+    async def check_writable(self) -> None:
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            await tx.db.execute("DELETE FROM challenges WHERE expires_at < unixepoch()")
+
+    async def server_seed(self) -> bytes:
+        row = await self._read_one("SELECT sign_seed FROM server_keys WHERE id = 1")
+        if row is not None:
+            return bytes(row[0])
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            await tx.db.execute("INSERT OR IGNORE INTO server_keys (id, sign_seed) VALUES (1, ?)",
+                                (os.urandom(32),))
+        row = await self._read_one("SELECT sign_seed FROM server_keys WHERE id = 1")
+        return bytes(row[0])
+
+    async def create_invite(self, phone: str, code_hash: bytes, now: int, expires_at: int) -> None:
+        await self._write("INSERT INTO invites (code_hash, phone, created_at, expires_at)"
+                          " VALUES (?, ?, ?, ?)", code_hash, phone, now, expires_at)
+
+    async def register(self, code_hash: bytes, phone: str, sign_key: bytes, hpke_key: bytes,
+                       now: int) -> tuple[int, int]:
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            db = tx.db
+            changed = await db.execute(
+                "UPDATE invites SET used_at = ? WHERE code_hash = ? AND phone = ?"
+                " AND used_at IS NULL AND expires_at > ?", (now, code_hash, phone, now))
+            if changed.rowcount != 1:
+                raise InviteRefused("enrolment code refused")
+            await db.execute("INSERT OR IGNORE INTO users (phone, created_at) VALUES (?, ?)",
+                             (phone, now))
+            row = await tx._one("SELECT id FROM users WHERE phone = ?", phone)
+            user_id = int(row[0])
+            cursor = await db.execute(
+                "INSERT INTO devices (user_id, sign_key, hpke_key, created_at) VALUES (?, ?, ?, ?)",
+                (user_id, sign_key, hpke_key, now))
+            assert cursor.lastrowid is not None
+            return user_id, cursor.lastrowid
+
+    @staticmethod
+    def _device(row: Any) -> DeviceRecord:
+        return DeviceRecord(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4] is not None,
+                            row[5])
+
+    async def device(self, device_id: int) -> DeviceRecord | None:
+        row = await self._read_one("SELECT id, user_id, sign_key, hpke_key, revoked_at, created_at"
+                                   " FROM devices WHERE id = ?", device_id)
+        return None if row is None else self._device(row)
+
+    async def user_by_phone(self, phone: str) -> UserRecord | None:
+        users = await self.lookup([phone], [])
+        return users[0] if users else None
+
+    async def revoke(self, device_id: int, now: int) -> bool:
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            cursor = await tx.db.execute(
+                "UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
+                (now, device_id))
+            if cursor.rowcount != 1:
+                return False
+            await tx.db.execute("DELETE FROM sessions WHERE device_id = ?", (device_id,))
+            return True
+
+    async def add_challenge(self, device_id: int, nonce: bytes, expires_at: int) -> None:
+        await self._write("INSERT INTO challenges (device_id, nonce, expires_at) VALUES (?, ?, ?)",
+                          device_id, nonce, expires_at)
+
+    async def take_challenge(self, device_id: int, nonce: bytes, now: int) -> bool:
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            cursor = await tx.db.execute(
+                "DELETE FROM challenges WHERE device_id = ? AND nonce = ? AND expires_at >= ?",
+                (device_id, nonce, now))
+            return cursor.rowcount == 1
+
+    async def create_session(self, device_id: int, request_key: bytes, response_key: bytes,
+                             now: int, expires_at: int) -> int:
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            cursor = await tx.db.execute(
+                "INSERT INTO sessions (device_id, request_key, response_key, created_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?)",
+                (device_id, request_key, response_key, now, expires_at))
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    async def session(self, session_id: int) -> SessionRecord | None:
+        row = await self._read_one(
+            "SELECT s.id, s.device_id, d.user_id, s.request_key, s.response_key, s.expires_at,"
+            " s.highest_counter, d.revoked_at, d.sign_key FROM sessions s"
+            " JOIN devices d ON d.id = s.device_id WHERE s.id = ?", session_id)
+        if row is None:
+            return None
+        return SessionRecord(row[0], row[1], row[2], bytes(row[3]), bytes(row[4]), row[5],
+                             row[6], row[7] is not None, bytes(row[8]))
+
+    async def lookup(self, phones: Sequence[str], user_ids: Sequence[int]) -> list[UserRecord]:
+        users: dict[int, str] = {}
+        for phone in phones:
+            row = await self._read_one("SELECT id, phone FROM users WHERE phone = ?", phone)
+            if row:
+                users[row[0]] = row[1]
+        for user_id in user_ids:
+            row = await self._read_one("SELECT id, phone FROM users WHERE id = ?", user_id)
+            if row:
+                users[row[0]] = row[1]
+        result = []
+        for user_id, phone in sorted(users.items()):
+            rows = await self._read_all(
+                "SELECT id, user_id, sign_key, hpke_key, revoked_at, created_at FROM devices"
+                " WHERE user_id = ? ORDER BY id", user_id)
+            result.append(UserRecord(user_id, phone, tuple(self._device(r) for r in rows)))
+        return result
+
+    async def stats(self) -> Stats:
+        counts = []
+        for sql in ("SELECT count(*) FROM users", "SELECT count(*) FROM devices",
+                    "SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL",
+                    "SELECT count(*) FROM conversations", "SELECT max(seq) FROM ops",
+                    "SELECT count(*) FROM sessions"):
+            row = await self._read_one(sql)
+            counts.append(int(row[0] or 0))
+        size = sum(Path(self.path + suffix).stat().st_size
+                   for suffix in ("", "-wal") if Path(self.path + suffix).exists())
+        ops = await self._read_one("SELECT count(*) FROM ops")
+        return Stats(counts[0], counts[1], counts[2], counts[3], int(ops[0]), counts[5], size)
+
+    async def backup(self, destination: Path) -> None:
+        target = await aiosqlite.connect(str(destination))
+        try:
+            async with self._write_lock:  # never copy a transaction in progress
+                await self.writer.backup(target)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            await target.close()
