@@ -47,13 +47,18 @@ def bstr(value: Any, what: str, *, size: int | None = None, max_len: int | None 
     return value
 
 
-def tstr(value: Any, what: str, *, max_chars: int, min_chars: int = 0) -> str:
+def tstr(value: Any, what: str, *, max_bytes: int, min_bytes: int = 0) -> str:
+    """A text string whose UTF-8 encoding is ``min_bytes``..``max_bytes`` long.
+
+    Lengths are in bytes, not characters: every language counts bytes the same way.
+    """
     if type(value) is not str:
         raise bad(f"{what} must be a text string")
-    if len(value) > max_chars:
-        raise too_many(f"{what} longer than {max_chars} characters")
-    if len(value) < min_chars:
-        raise bad(f"{what} shorter than {min_chars} characters")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise too_many(f"{what} longer than {max_bytes} bytes")
+    if size < min_bytes:
+        raise bad(f"{what} shorter than {min_bytes} bytes")
     return value
 
 

@@ -133,7 +133,8 @@ def op_signing_input(conv: bytes, device: int, op: Op) -> bytes:
     or author, nor replay it under another id.
     """
     s.bstr(conv, "conversation id", size=CONV_ID_BYTES)
-    return dumps([LABEL_OP, conv, device, int(op.op_type), op.op_id, *op.fields(pulled=False)])
+    fields = op.signed_fields(pulled=False)
+    return dumps([LABEL_OP, conv, device, int(op.op_type), op.op_id, *fields])
 
 
 def roster_hash(conv: bytes, device: int, op: MembershipOp) -> bytes:

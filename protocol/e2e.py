@@ -28,7 +28,7 @@ from typing import Any
 
 from . import _schema as s
 from .codec import dumps, loads
-from .limits import MAX_PAYLOAD_BYTES
+from .limits import MAX_PAYLOAD_BYTES, MAX_TEXT_BYTES
 from .ops import CONV_ID_BYTES, KEY_BYTES
 
 __all__ = [
@@ -164,7 +164,6 @@ _MESSAGE_KINDS = frozenset(int(kind) for kind in MessageKind)
 FORM_KINDS = range(16, 32)
 """Payload kinds reserved for forms (polls, surveys, job cards): SPEC.md, "Forms"."""
 
-MAX_TEXT_CHARS = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +187,7 @@ class MessageBody:
         if not isinstance(self.kind, MessageKind):
             raise s.bad("unknown message kind")
         if self.text is not None:
-            s.tstr(self.text, "text", max_chars=MAX_TEXT_CHARS)
+            s.tstr(self.text, "text", max_bytes=MAX_TEXT_BYTES)
         if self.kind in (MessageKind.EDIT, MessageKind.DELETE) and self.target is None:
             raise s.bad("an edit or delete names its target")
         if self.kind is MessageKind.TEXT and self.text is None:
@@ -230,7 +229,7 @@ class MessageBody:
             raise s.bad(f"unknown message kind {kind_number}")
         return cls(
             kind=MessageKind(kind_number),
-            text=s.tstr(body[1], "text", max_chars=MAX_TEXT_CHARS) if 1 in body else None,
+            text=s.tstr(body[1], "text", max_bytes=MAX_TEXT_BYTES) if 1 in body else None,
             reply_to=OpRef.from_value(body[2]) if 2 in body else None,
             target=OpRef.from_value(body[3]) if 3 in body else None,
             sent_at=s.uint(body[4], "sent at") if 4 in body else None,

@@ -16,7 +16,7 @@ from typing import Any
 from . import _schema as s
 from .auth import TAG_BYTES
 from .errors import ErrorCode, ProtocolError
-from .limits import MAX_ERROR_MESSAGE_CHARS, SUPPORTED_VERSIONS, VERSION
+from .limits import MAX_ERROR_MESSAGE_BYTES, MAX_VERSIONS_LISTED, SUPPORTED_VERSIONS, VERSION
 
 __all__ = ["AuthedRequest", "AuthedResponse", "ErrorFrame"]
 
@@ -88,7 +88,7 @@ class ErrorFrame:
     def __post_init__(self) -> None:
         s.check_version(self.version)
         s.uint(self.code, "error code")
-        s.tstr(self.message, "error message", max_chars=MAX_ERROR_MESSAGE_CHARS)
+        s.tstr(self.message, "error message", max_bytes=MAX_ERROR_MESSAGE_BYTES)
         if self.retry_after is not None:
             s.uint(self.retry_after, "retry-after")
         for version in self.supported_versions:
@@ -100,7 +100,7 @@ class ErrorFrame:
     def from_error(cls, error: ProtocolError) -> ErrorFrame:
         """The frame that reports ``error`` to the peer."""
         supported = SUPPORTED_VERSIONS if error.code is ErrorCode.UNSUPPORTED_VERSION else ()
-        message = error.message[:MAX_ERROR_MESSAGE_CHARS]
+        message = error.message.encode()[:MAX_ERROR_MESSAGE_BYTES].decode("utf-8", "ignore")
         return cls(int(error.code), message, error.retry_after, supported, error.op_index)
 
     @property
@@ -133,12 +133,13 @@ class ErrorFrame:
     def from_value(cls, value: Any) -> ErrorFrame:
         raw = s.versioned(value, "error", min_len=3)
         code = s.uint(raw[1], "error code")
-        message = s.tstr(raw[2], "error message", max_chars=MAX_ERROR_MESSAGE_CHARS)
+        message = s.tstr(raw[2], "error message", max_bytes=MAX_ERROR_MESSAGE_BYTES)
         info = s.mapping(raw[3], "error info") if len(raw) > 3 else {}
         retry_after = s.uint(info[1], "retry-after") if 1 in info else None
         supported: tuple[int, ...] = ()
         if 2 in info:
-            versions = s.items(info[2], "supported versions", max_count=16)
+            versions = s.items(info[2], "supported versions", max_count=MAX_VERSIONS_LISTED,
+                               min_count=1)
             supported = tuple(s.uint(v, "supported version") for v in versions)
         op_index = s.uint(info[3], "op index") if 3 in info else None
         return cls(code, message, retry_after, supported, op_index)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _schema as s
-from .auth import CHALLENGE_BYTES
-from .limits import MAX_CODE_CHARS, MAX_LOOKUP, MAX_PAYLOAD_BYTES, MAX_PHONE_CHARS, VERSION
+from .auth import CHALLENGE_BYTES, SESSION_SECRET_BYTES
+from .limits import MAX_CODE_BYTES, MAX_DEVICES_PER_USER, MAX_LOOKUP, MAX_PHONE_BYTES, VERSION
 from .ops import KEY_BYTES, SIGNATURE_BYTES
 
 __all__ = [
@@ -31,9 +31,13 @@ __all__ = [
 ]
 
 
+SEALED_SECRET_BYTES = 32 + SESSION_SECRET_BYTES + 16
+"""HPKE enc (X25519), the 32-byte secret, the ChaCha20-Poly1305 tag."""
+
+
 def check_phone(value: Any) -> str:
     """A phone number in E.164 form: '+' then 8 to 15 digits."""
-    phone = s.tstr(value, "phone", max_chars=MAX_PHONE_CHARS)
+    phone = s.tstr(value, "phone", max_bytes=MAX_PHONE_BYTES)
     digits = phone[1:]
     if not phone.startswith("+") or not digits.isascii() or not digits.isdigit():
         raise s.bad("phone must be in E.164 form, like +254700000001")
@@ -64,7 +68,7 @@ class RegisterRequest:
     def __post_init__(self) -> None:
         s.check_version(self.version)
         check_phone(self.phone)
-        s.tstr(self.code, "enrolment code", max_chars=MAX_CODE_CHARS, min_chars=1)
+        s.tstr(self.code, "enrolment code", max_bytes=MAX_CODE_BYTES, min_bytes=1)
         _key(self.sign_key, "signing key")
         _key(self.hpke_key, "HPKE key")
         s.bstr(self.proof, "proof", size=SIGNATURE_BYTES)
@@ -176,7 +180,7 @@ class SessionResponse:
         s.check_version(self.version)
         s.uint(self.session_id, "session id", minimum=1)
         s.uint(self.expires_at, "expiry")
-        s.bstr(self.sealed, "sealed secret", max_len=MAX_PAYLOAD_BYTES)
+        s.bstr(self.sealed, "sealed secret", size=SEALED_SECRET_BYTES)
         s.bstr(self.signature, "signature", size=SIGNATURE_BYTES)
 
     def to_value(self) -> list[Any]:
@@ -216,8 +220,9 @@ class DirectoryRequest:
     @classmethod
     def from_value(cls, value: Any) -> DirectoryRequest:
         body = s.mapping(value, "directory request")
-        phones = s.items(body.get(1, []), "phones", max_count=MAX_LOOKUP)
-        user_ids = s.items(body.get(2, []), "user ids", max_count=MAX_LOOKUP)
+        phones = s.items(body[1], "phones", max_count=MAX_LOOKUP, min_count=1) if 1 in body else []
+        user_ids = (s.items(body[2], "user ids", max_count=MAX_LOOKUP, min_count=1)
+                    if 2 in body else [])
         return cls(tuple(phones), tuple(user_ids))
 
 
@@ -261,7 +266,7 @@ class UserEntry:
     @classmethod
     def from_value(cls, value: Any) -> UserEntry:
         raw = s.array(value, "user entry", min_len=3)
-        devices = s.items(raw[2], "devices", max_count=MAX_PAYLOAD_BYTES)
+        devices = s.items(raw[2], "devices", max_count=MAX_DEVICES_PER_USER)
         return cls(raw[0], raw[1], tuple(DeviceEntry.from_value(d) for d in devices))
 
 
@@ -280,5 +285,5 @@ class DirectoryResponse:
     @classmethod
     def from_value(cls, value: Any) -> DirectoryResponse:
         body = s.mapping(value, "directory response")
-        users = s.items(body.get(1, []), "users", max_count=MAX_LOOKUP)
+        users = s.items(body[1], "users", max_count=MAX_LOOKUP, min_count=1) if 1 in body else []
         return cls(tuple(UserEntry.from_value(user) for user in users))

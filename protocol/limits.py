@@ -12,15 +12,19 @@ __all__ = [
     "DEFAULT_BUDGET",
     "MAX_BODY_BYTES",
     "MAX_BUDGET",
-    "MAX_CODE_CHARS",
+    "MAX_CODE_BYTES",
     "MAX_DEPTH",
-    "MAX_ERROR_MESSAGE_CHARS",
+    "MAX_DEVICES_PER_USER",
+    "MAX_ERROR_MESSAGE_BYTES",
     "MAX_LOOKUP",
     "MAX_MEMBERS_PER_CHANGE",
     "MAX_OPS_PER_PUSH",
     "MAX_PAYLOAD_BYTES",
-    "MAX_PHONE_CHARS",
+    "MAX_PHONE_BYTES",
+    "MAX_RESPONSE_BYTES",
+    "MAX_TEXT_BYTES",
     "MAX_UINT",
+    "MAX_VERSIONS_LISTED",
     "MAX_WAIT_SECONDS",
     "MIN_BUDGET",
     "SUPPORTED_VERSIONS",
@@ -46,12 +50,18 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest ciphertext of one op (content payload or sealed key envelope)."""
 
 MAX_MEMBERS_PER_CHANGE = 1024
+MAX_DEVICES_PER_USER = 256
+"""Most devices one user entry of the directory lists (revoked ones included)."""
+
 MAX_LOOKUP = 64
 """Most users one directory request may name."""
 
-MAX_PHONE_CHARS = 32
-MAX_CODE_CHARS = 64
-MAX_ERROR_MESSAGE_CHARS = 200
+MAX_TEXT_BYTES = 16 * 1024
+"""Longest message text (UTF-8 bytes), inside the encryption."""
+
+MAX_PHONE_BYTES = 32
+MAX_CODE_BYTES = 64
+MAX_ERROR_MESSAGE_BYTES = 200
 
 MIN_BUDGET = 128
 """Smallest response budget: room for the fixed part of any sync response."""
@@ -64,6 +74,12 @@ DEFAULT_BUDGET = 16 * 1024
 
 MAX_BUDGET = 4 * 1024 * 1024
 """Budgets above this are treated as this (a server never sends more)."""
+
+MAX_RESPONSE_BYTES = MAX_BUDGET + MAX_PAYLOAD_BYTES + 1024
+"""Largest response a client must accept: the largest budget, plus one op sent alone
+past it (the budget's one exception), plus framing."""
+
+MAX_VERSIONS_LISTED = 16
 
 MAX_WAIT_SECONDS = 300
 """Longest long-poll wait a request may ask for; servers may hold for less."""

@@ -69,6 +69,8 @@ class Member:
     @classmethod
     def from_value(cls, value: Any) -> Member:
         fields = s.array(value, "member", min_len=2)
+        if len(fields) != 2:
+            raise s.bad("a member is [user id, role]")
         role = s.uint(fields[1], "member role", maximum=max(Role))
         return cls(s.uint(fields[0], "member user id", minimum=1), Role(role))
 
@@ -137,8 +139,9 @@ def _members(value: Any, what: str) -> tuple[Member, ...]:
 def change_from_value(value: Any) -> Change:
     fields = s.array(value, "membership change", min_len=2)
     kind = s.uint(fields[0], "membership change kind")
+    if len(fields) != (3 if kind == ChangeKind.CREATE else 2):
+        raise s.bad("a membership change has a fixed number of fields")
     if kind == ChangeKind.CREATE:
-        fields = s.array(value, "create", min_len=3)
         flags = s.uint(fields[1], "create flags")
         if flags & ~FLAG_BROADCAST:
             raise s.bad("unknown create flags")

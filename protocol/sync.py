@@ -186,7 +186,7 @@ def pack_response(
     stopped = False
     delivered = 0
     for lane, batch in zip(LANES, lanes, strict=True):
-        if stopped and batch.candidates:
+        if stopped and (batch.candidates or not batch.complete):
             more = True
             continue
         lane_blocks: dict[bytes, _BlockBuilder] = {}
@@ -216,7 +216,10 @@ def pack_response(
         if taken == len(batch.candidates) and batch.complete:
             positions[lane] = max(positions[lane], high_water)
         else:
+            # Cut short (budget) or read only in part (the server's read limit): later
+            # lanes must not run ahead of this one.
             more = True
+            stopped = True
 
     return SyncResponse(
         cursor=Cursor((positions[0], positions[1], positions[2], positions[3])),

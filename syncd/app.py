@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,15 @@ RETRY_UNAVAILABLE = 2
 
 class BodyTooLarge(Exception):
     pass
+
+
+class SealedError(Exception):
+    """A refusal after the caller authenticated: its error frame travels tagged."""
+
+    def __init__(self, error: ProtocolError, body: bytes) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.body = body
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -135,6 +144,12 @@ class Server:
                 raise ProtocolError(ErrorCode.TOO_LARGE,
                                     f"body over {self.settings.max_body_bytes} bytes") from exc
             response = Response(await work(body, info), media_type=CBOR)
+        except SealedError as sealed:
+            info["error"] = sealed.error.code.name.lower()
+            headers = ({"retry-after": str(sealed.error.retry_after)}
+                       if sealed.error.retry_after is not None else {})
+            response = Response(sealed.body, status_code=sealed.error.code.http_status,
+                                media_type=CBOR, headers=headers)
         except ProtocolError as error:
             info["error"] = error.code.name.lower()
             response = error_response(error)
@@ -192,9 +207,11 @@ class Server:
         async def work(body: bytes, info: dict[str, Any]) -> bytes:
             assert self.service is not None
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
-            caller = await self._caller(authed, "/v1/sync", info)
-            frame = decode(authed.body, SyncRequest, max_bytes=self.settings.max_body_bytes)
-            outcome = await self.service.sync(caller, frame)
+            caller = await self.service.authenticate("/v1/sync", authed)
+            with self._sealing_errors(caller):
+                self._admit(caller, info)
+                frame = decode(authed.body, SyncRequest, max_bytes=self.settings.max_body_bytes)
+                outcome = await self.service.sync(caller, frame)
             reply = encode(self.service.seal(caller, encode(outcome.response)))
             budget = frame.effective_budget
             if len(reply) > budget and outcome.response.op_count != 1:
@@ -209,21 +226,30 @@ class Server:
         async def work(body: bytes, info: dict[str, Any]) -> bytes:
             assert self.service is not None
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
-            caller = await self._caller(authed, "/v1/directory", info)
-            frame = decode(authed.body, DirectoryRequest)
-            answer = await self.service.directory(caller, frame)
+            caller = await self.service.authenticate("/v1/directory", authed)
+            with self._sealing_errors(caller):
+                self._admit(caller, info)
+                frame = decode(authed.body, DirectoryRequest)
+                answer = await self.service.directory(caller, frame)
             return encode(self.service.seal(caller, encode(answer)))
         return await self.handle(request, "directory", work)
 
-    async def _caller(self, authed: AuthedRequest, path: str, info: dict[str, Any]) -> Caller:
-        assert self.service is not None
-        caller = await self.service.authenticate(path, authed)
+    def _admit(self, caller: Caller, info: dict[str, Any]) -> None:
         info["device"] = caller.device_id
         wait = self.limiter.retry_after(caller.device_id)
         if wait:
             raise ProtocolError(ErrorCode.RATE_LIMITED, "too many requests", retry_after=wait)
         self.metrics.saw_device(caller.device_id)
-        return caller
+
+    @contextlib.contextmanager
+    def _sealing_errors(self, caller: Caller) -> Iterator[None]:
+        """Refusals after authentication go out tagged, so a client may act on them."""
+        assert self.service is not None
+        try:
+            yield
+        except ProtocolError as error:
+            frame = encode(ErrorFrame.from_error(error))
+            raise SealedError(error, encode(self.service.seal(caller, frame))) from error
 
     async def unknown(self, request: Request) -> Response:
         version = request.path_params.get("version", "")

@@ -156,13 +156,12 @@ class SyncService:
     async def session(self, request: SessionRequest) -> SessionResponse:
         taken = await self.storage.take_challenge(request.device_id, request.nonce, self.now())
         device = await self.storage.device(request.device_id)
-        if not taken or device is None:
-            raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown or expired challenge")
-        if device.revoked:
-            raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
         signed = session_signing_input(request.device_id, request.nonce)
-        if not signature_valid(device.sign_key, request.signature, signed):
-            raise _refuse(ErrorCode.UNAUTHENTICATED, "challenge signature does not verify")
+        if (not taken or device is None
+                or not signature_valid(device.sign_key, request.signature, signed)):
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "challenge answer refused")
+        if device.revoked:  # told only to the holder of the device's key
+            raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
         secret = os.urandom(SESSION_SECRET_BYTES)
         keys = derive_session_keys(secret)
         now = self.now()
@@ -181,15 +180,16 @@ class SyncService:
         """Check session, tag and counter (SPEC.md section 6); record the counter."""
         session = await self.storage.session(request.session_id)
         if session is None:
-            raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session")
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session or bad tag")
+        expected = request_tag(session.request_key, path=path, session_id=session.session_id,
+                               counter=request.counter, body=request.body)
+        if not tags_equal(expected, request.tag):
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session or bad tag")
+        # Only a caller who holds the session key learns anything about its state.
         if session.revoked:
             raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
         if session.expires_at <= self.now():
             raise _refuse(ErrorCode.SESSION_EXPIRED, "session expired")
-        expected = request_tag(session.request_key, path=path, session_id=session.session_id,
-                               counter=request.counter, body=request.body)
-        if not tags_equal(expected, request.tag):
-            raise _refuse(ErrorCode.UNAUTHENTICATED, "request tag does not verify")
         highest = max(session.highest_counter, self._counters.get(session.session_id, 0))
         if request.counter <= highest:
             raise _refuse(ErrorCode.REPLAYED, "counter already used")

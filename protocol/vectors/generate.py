@@ -185,7 +185,7 @@ def valid_frames() -> list[tuple[str, str, Any]]:
     text_100 = opaque("chat ciphertext", 100)
     chat = chat_op(CONV, 301, 5, text_100)
     announce = chat_op(CONV, 301, 6, opaque("announcement", 60), OpType.ANNOUNCE)
-    bulk = chat_op(CONV_2, 302, 77, opaque("bulk", 30), OpType.BULK)
+    bulk = chat_op(CONV_2, 301, 78, opaque("bulk", 30), OpType.BULK)
     empty_sync = SyncRequest(cursor=Cursor.at(HIGH_WATER))
     empty_sync_body = encode(empty_sync)
     empty_reply = SyncResponse(cursor=Cursor.at(HIGH_WATER))
@@ -233,7 +233,7 @@ def valid_frames() -> list[tuple[str, str, Any]]:
             PushBlock(CONV, (create, envelope_op(302))),))),
         ("sync-request-push-mixed", "sync-request", SyncRequest(
             push=(PushBlock(CONV, (add_op(head_1), remove_op(head_2), announce)),
-                  PushBlock(CONV_2, (dataclasses.replace(bulk, op_id=78),))),
+                  PushBlock(CONV_2, (bulk,))),
             cursor=Cursor.at(HIGH_WATER), budget=8192)),
         ("authed-request-empty-sync", "authed-request",
          authed_request("/v1/sync", 17, empty_sync_body)),

@@ -212,7 +212,7 @@ class Storage(ABC):
 
     @abstractmethod
     async def add_challenge(self, device_id: int, nonce: bytes, expires_at: int) -> None:
-        """Remember a challenge issued to a device."""
+        """Remember a challenge issued to a device; only the newest few per device are kept."""
 
     @abstractmethod
     async def take_challenge(self, device_id: int, nonce: bytes, now: int) -> bool:

@@ -41,7 +41,8 @@ from .interface import (
 
 BUSY_TIMEOUT_MS = 5000
 READERS = 2
-MAX_ARMS = 400  # subqueries per compound SELECT (SQLite allows 500)
+MAX_ARMS = 400
+CHALLENGES_PER_DEVICE = 4  # subqueries per compound SELECT (SQLite allows 500)
 
 
 def _translate(exc: sqlite3.Error) -> StorageError:
@@ -432,8 +433,15 @@ class SQLiteStorage(Storage):
             return True
 
     async def add_challenge(self, device_id: int, nonce: bytes, expires_at: int) -> None:
-        await self._write("INSERT INTO challenges (device_id, nonce, expires_at) VALUES (?, ?, ?)",
-                          device_id, nonce, expires_at)
+        async with self.transaction() as tx:
+            assert isinstance(tx, _SQLiteWrite)
+            await tx.db.execute(
+                "INSERT INTO challenges (device_id, nonce, expires_at) VALUES (?, ?, ?)",
+                (device_id, nonce, expires_at))
+            await tx.db.execute(  # bounded state per device, whoever asks
+                "DELETE FROM challenges WHERE device_id = ? AND nonce NOT IN (SELECT nonce"
+                " FROM challenges WHERE device_id = ? ORDER BY expires_at DESC LIMIT ?)",
+                (device_id, device_id, CHALLENGES_PER_DEVICE))
 
     async def take_challenge(self, device_id: int, nonce: bytes, now: int) -> bool:
         async with self.transaction() as tx:
