@@ -132,9 +132,12 @@ def rows() -> list[Row]:
     def per_op(total: int, empty: int, count: int) -> str:
         return f"{(total - empty - count * payload) / count:.1f}"
 
+    empty_body = len(encode(SyncRequest(cursor=Cursor.at(HIGH_WATER))))
+    empty_reply_body = len(encode(SyncResponse(Cursor.at(HIGH_WATER))))
     return [
         Row("empty sync (cursor at 1,000,000, default budget)", empty_request, empty_response,
-            "auth included: 23 B of the request, 17 B of the response"),
+            f"bodies {empty_body} + {empty_reply_body} B; authenticated framing "
+            f"{empty_request - empty_body} + {empty_response - empty_reply_body} B"),
         Row("push 1 op (100 B ciphertext + 64 B signature), its ack", one_request,
             response_size(one_ack),
             f"op framing {one_request - empty_request - payload} B incl. its 8 B conversation id"),

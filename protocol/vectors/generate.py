@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +73,17 @@ from protocol import (  # noqa: E402
     session_grant_signing_input,
     session_signing_input,
 )
-from protocol.e2e import EnvelopeKey, MessageBody, MessageKind, OpRef, SealedPayload  # noqa: E402
+from protocol import hkdf_sha256  # noqa: E402
+from protocol.e2e import (  # noqa: E402
+    EnvelopeKey,
+    MessageBody,
+    MessageKind,
+    OpRef,
+    SealedPayload,
+    message_key_info,
+    payload_aad,
+    payload_nonce,
+)
 from protocol.ops import Op  # noqa: E402
 
 # ---------------------------------------------------------------- fixed inputs
@@ -92,6 +103,21 @@ CONV = bytes.fromhex("7f3a9c0e51d2b864")
 CONV_2 = bytes.fromhex("0c11f00d5eed0001")
 CHALLENGE = bytes.fromhex("5c1a7e0f9b2d4c6e8a0b1c2d3e4f5061")
 HIGH_WATER = 1_000_000
+EXPIRES = 1_767_225_600
+EPOCH = 3
+
+# HPKE seals with a fresh ephemeral key each time, so these two were made once
+# (with cryptography's hpke module) and are kept here; the tests open them with
+# the X25519 seeds above, which checks the spec's 'info' bytes end to end.
+# The epoch key EPOCH_KEY sealed by device 301 to device 302 in CONV, epoch 3:
+SEALED_ENVELOPE = bytes.fromhex(
+    "c614bc23f4fffdc911d3dc988052a902f39f630623b365aff7ce81327510ab172b6e46c66c189e3e"
+    "63a69c07a7dde6e18f70a5103847e203d486ae9c54601f4b2a228a777578c07ba683e28f5184e7ef"
+    "8928dbfd")
+# SESSION_SECRET sealed to device 301 for session SESSION_ID, expiring at EXPIRES:
+SEALED_SESSION = bytes.fromhex(
+    "3041ffdf79572278c050294c95f98a4955da2fcc05a78339379f3a041a043b51bbb4b79f54f41482"
+    "51f979a0e0b5fa82d0db0d9eecc6a27b19fc2fa3e4d597fd326099de4a97c25955c4af75b69269ab")
 
 
 def signing_key(name: str) -> Ed25519PrivateKey:
@@ -152,8 +178,22 @@ def remove_op(prev: bytes) -> MembershipOp:
     return op
 
 
+def epoch_key() -> bytes:
+    return opaque("epoch key", 32)
+
+
+def real_payload(conv: bytes, device: int, op_type: OpType, op_id: int,
+                 body: MessageBody) -> bytes:
+    """A content payload really encrypted as SPEC.md section 10 says."""
+    key = hkdf_sha256(epoch_key(), salt=conv, info=message_key_info(conv, EPOCH, device))
+    ciphertext = ChaCha20Poly1305(key).encrypt(
+        payload_nonce(op_id), body.to_bytes(), payload_aad(conv, EPOCH, device, int(op_type),
+                                                           op_id))
+    return SealedPayload(EPOCH, ciphertext).to_bytes()
+
+
 def envelope_op(to_device: int | None, op_id: int = 2) -> EnvelopeOp:
-    sealed = opaque("envelope 301->302", 32 + 36 + 16)  # HPKE enc + sealed [epoch, key] + tag
+    sealed = SEALED_ENVELOPE
     signed = sign_op(CONV, 301, lambda sig: EnvelopeOp(op_id, 302, sealed, sig))
     assert isinstance(signed, EnvelopeOp)
     return dataclasses.replace(signed, to_device=to_device)
@@ -189,8 +229,8 @@ def valid_frames() -> list[tuple[str, str, Any]]:
     empty_sync = SyncRequest(cursor=Cursor.at(HIGH_WATER))
     empty_sync_body = encode(empty_sync)
     empty_reply = SyncResponse(cursor=Cursor.at(HIGH_WATER))
-    grant_sealed = opaque("hpke session secret", 32 + 32 + 16)
-    expires = 1_767_225_600
+    grant_sealed = SEALED_SESSION
+    expires = EXPIRES
     grant_sig = signing_key("server").sign(
         session_grant_signing_input(301, CHALLENGE, SESSION_ID, expires, grant_sealed))
     phone, code = "+254700000001", "7KQ2-M9XD"
@@ -263,8 +303,9 @@ def valid_frames() -> list[tuple[str, str, Any]]:
         ("error-op-conflict", "error", ErrorFrame(
             int(ErrorCode.OP_CONFLICT), "op id 5 was already used for a different op",
             op_index=0)),
-        ("e2e-sealed-payload", "sealed-payload", SealedPayload(3, opaque("aead", 40))),
-        ("e2e-envelope-key", "envelope-key", EnvelopeKey(3, opaque("epoch key", 32))),
+        ("e2e-sealed-payload", "sealed-payload", SealedPayload.from_bytes(real_payload(
+            CONV, 301, OpType.CHAT, 9, MessageBody(MessageKind.TEXT, "Clinic opens at 9")))),
+        ("e2e-envelope-key", "envelope-key", EnvelopeKey(EPOCH, epoch_key())),
         ("e2e-message-text", "message", MessageBody(
             MessageKind.TEXT, "Clinic opens at 9 tomorrow", reply_to=OpRef(302, 12),
             sent_at=1_764_000_000_000)),
@@ -396,6 +437,13 @@ def invalid_inputs() -> list[dict[str, Any]]:
              "a101816a30373030303030303031"),
         case("tag-15-bytes", "authed-request", ErrorCode.BAD_FRAME,
              "850119109211" "4100" "4f" + "00" * 15),
+        case("op-extra-element", "sync-request", ErrorCode.BAD_FRAME,
+             "a1018182" "48" + conv + "85" + push_op[2:] + "00"),
+        case("member-extra-element", "sync-request", ErrorCode.BAD_FRAME,
+             "a1018182" "48" + conv + "8500" "01" "f6" "8300" "00" "8183010100" "5840" + sig),
+        case("directory-empty-list", "directory-request", ErrorCode.BAD_FRAME, "a10180"),
+        case("session-sealed-79-bytes", "session-response", ErrorCode.BAD_FRAME,
+             "8501191092" "1a69557f00" "584f" + "00" * 79 + "5840" + sig),
         case("create-with-prev", "sync-request", ErrorCode.BAD_FRAME,
              "a1018182" "48" + conv + "8500" "01" "5820" + "00" * 32
              + "8300" "00" "81820101" "5840" + sig),

@@ -67,7 +67,7 @@ def test_signatures_in_the_vectors_verify(generator: ModuleType) -> None:
     """Every op signature in the vectors is a real signature over the spec's signing input."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from protocol import PullBlock, PushBlock, SyncRequest, SyncResponse, op_signing_input
+    from protocol import SyncRequest, SyncResponse, op_signing_input
 
     checked = 0
     for _, _, frame in generator.valid_frames():
@@ -86,7 +86,6 @@ def test_signatures_in_the_vectors_verify(generator: ModuleType) -> None:
             key.verify(op.signature, op_signing_input(conv, device, op))
             checked += 1
     assert checked >= 10
-    assert PullBlock and PushBlock
 
 
 def test_the_signature_is_not_part_of_its_own_signing_input() -> None:
@@ -95,3 +94,37 @@ def test_the_signature_is_not_part_of_its_own_signing_input() -> None:
     one = ContentOp(OpType.CHAT, 1, b"x", bytes(64))
     two = ContentOp(OpType.CHAT, 1, b"x", b"\x01" * 64)
     assert op_signing_input(bytes(8), 1, one) == op_signing_input(bytes(8), 1, two)
+
+
+def test_encrypted_vectors_open_with_the_listed_keys(generator: ModuleType) -> None:
+    """The HPKE and AEAD outputs in the vectors are real: they open with the listed seeds."""
+    from cryptography.hazmat.primitives import hpke
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from protocol import hkdf_sha256, session_seal_info
+    from protocol.e2e import (
+        EnvelopeKey,
+        MessageBody,
+        envelope_info,
+        message_key_info,
+        payload_aad,
+        payload_nonce,
+    )
+
+    suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+    device_302 = X25519PrivateKey.from_private_bytes(generator.HPKE_SEEDS["device_302"])
+    opened = suite.decrypt(generator.SEALED_ENVELOPE, device_302,
+                           info=envelope_info(generator.CONV, 301, 302))
+    assert EnvelopeKey.from_bytes(opened) == EnvelopeKey(generator.EPOCH, generator.epoch_key())
+    device_301 = X25519PrivateKey.from_private_bytes(generator.HPKE_SEEDS["device_301"])
+    secret = suite.decrypt(generator.SEALED_SESSION, device_301, info=session_seal_info(
+        301, generator.SESSION_ID, generator.EXPIRES))
+    assert secret == generator.SESSION_SECRET
+    sealed = next(frame for name, _, frame in generator.valid_frames()
+                  if name == "e2e-sealed-payload")
+    key = hkdf_sha256(generator.epoch_key(), salt=generator.CONV,
+                      info=message_key_info(generator.CONV, sealed.epoch, 301))
+    plain = ChaCha20Poly1305(key).decrypt(payload_nonce(9), sealed.ciphertext,
+                                          payload_aad(generator.CONV, sealed.epoch, 301, 3, 9))
+    assert MessageBody.from_bytes(plain).text == "Clinic opens at 9"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from protocol import Cursor, ErrorCode, OpType, Role
 from tests.support.device import Device
 
-from .conftest import ServerProcess
+from tests.support.server import ServerProcess
 
 
 def test_messages_flow_between_members(enrol: Callable[[], Device]) -> None:
