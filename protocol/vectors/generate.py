@@ -64,6 +64,7 @@ from protocol import (  # noqa: E402
     UserEntry,
     derive_session_keys,
     encode,
+    hkdf_sha256,
     loads,
     op_signing_input,
     register_signing_input,
@@ -73,7 +74,6 @@ from protocol import (  # noqa: E402
     session_grant_signing_input,
     session_signing_input,
 )
-from protocol import hkdf_sha256  # noqa: E402
 from protocol.e2e import (  # noqa: E402
     EnvelopeKey,
     MessageBody,

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from protocol import Cursor, ErrorCode, OpType, Role
 from tests.support.device import Device
-
 from tests.support.server import ServerProcess
 
 
