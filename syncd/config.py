@@ -26,6 +26,7 @@ class Settings:
     rate_burst: int = 30
     session_ttl_seconds: int = 30 * 24 * 3600
     counter_flush_seconds: float = 5.0
+    busy_timeout_ms: int = 5000  # then 503 with Retry-After, nothing written
     log_level: str = "info"
 
     @classmethod

@@ -64,9 +64,9 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
-async def _connect(path: str, *, readonly: bool) -> aiosqlite.Connection:
+async def _connect(path: str, *, readonly: bool, busy_timeout_ms: int) -> aiosqlite.Connection:
     connection = await aiosqlite.connect(path, isolation_level=None)
-    await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     await connection.execute("PRAGMA foreign_keys = ON")
     if readonly:
         await connection.execute("PRAGMA query_only = ON")
@@ -246,8 +246,9 @@ class _SQLiteRead(ReadTx):
 class SQLiteStorage(Storage):
     """Storage on one SQLite file (created and migrated on open)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._reader_list: list[aiosqlite.Connection] = []
@@ -259,10 +260,12 @@ class SQLiteStorage(Storage):
 
     async def open(self) -> None:
         try:
-            self._writer = await _connect(self.path, readonly=False)
+            self._writer = await _connect(self.path, readonly=False,
+                                          busy_timeout_ms=self.busy_timeout_ms)
             await self._migrate()
             for _ in range(READERS):
-                reader = await _connect(self.path, readonly=True)
+                reader = await _connect(self.path, readonly=True,
+                                        busy_timeout_ms=self.busy_timeout_ms)
                 self._reader_list.append(reader)
                 self._readers.put_nowait(reader)
         except sqlite3.Error as exc:
