@@ -84,8 +84,9 @@ def error_of(response: httpx.Response) -> ErrorFrame:
 
 
 def authed_raw(device: Device, body: bytes) -> ServerError:
-    assert device.session is not None
-    return refused(lambda: device.connection.call(device.session, "/v1/sync", body))
+    session = device.session
+    assert session is not None
+    return refused(lambda: device.connection.call(session, "/v1/sync", body))
 
 
 # ----------------------------------------------------------------- 400s
@@ -226,8 +227,9 @@ def test_enrolment_code_refused(server: ServerProcess) -> None:
     code = server.invite(phone)
     unchanged_before = fingerprint(server.db)
     for bad in ("AAAAA-AAAAA", code.lower()):
-        error = refused(lambda bad=bad: Device.enrol(server.url, phone, bad))
-        assert error.status == 403 and error.code is ErrorCode.ENROLMENT_REFUSED
+        with pytest.raises(ServerError) as wrong:
+            Device.enrol(server.url, phone, bad)
+        assert wrong.value.status == 403 and wrong.value.code is ErrorCode.ENROLMENT_REFUSED
     error = refused(lambda: Device.enrol(server.url, next_phone(), code))  # another phone
     assert error.code is ErrorCode.ENROLMENT_REFUSED
     assert fingerprint(server.db) == unchanged_before
