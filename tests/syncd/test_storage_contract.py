@@ -105,7 +105,7 @@ def test_challenges_are_single_use_expire_and_are_bounded(run: Callable[[Scenari
 
 def test_a_failed_transaction_leaves_nothing(run: Callable[[Scenario], None]) -> None:
     async def scenario(storage: Storage) -> None:
-        user_id, device_id = await user(storage, "+254700000001")
+        _, device_id = await user(storage, "+254700000001")
         with pytest.raises(RuntimeError):
             async with storage.transaction() as tx:
                 conv_id = await tx.create_conversation(b"c" * 8, False, b"h" * 32)
