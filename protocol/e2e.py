@@ -172,7 +172,7 @@ class MessageBody:
 
     ``text`` is the message (or, for an edit, its new text); ``reply_to``
     names the op answered; ``target`` names the op an edit or delete acts on;
-    ``sent_at`` is the sender's clock in milliseconds, for display only;
+    ``sent_at`` is the sender's clock in seconds since 1970, for display only;
     ``padding`` hides the length of short messages.
     """
 

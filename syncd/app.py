@@ -47,7 +47,6 @@ from .storage import Storage, StorageUnavailable, open_storage
 log = logging.getLogger("syncd.http")
 sync_log = logging.getLogger("syncd.sync")
 
-CBOR = "application/cbor"
 RETRY_UNAVAILABLE = 2
 
 
@@ -84,7 +83,7 @@ def error_response(error: ProtocolError) -> Response:
     if error.retry_after is not None:
         headers["retry-after"] = str(error.retry_after)
     return Response(encode(ErrorFrame.from_error(error)), status_code=error.code.http_status,
-                    media_type=CBOR, headers=headers)
+                    headers=headers)
 
 
 class Server:
@@ -144,13 +143,13 @@ class Server:
             except BodyTooLarge as exc:
                 raise ProtocolError(ErrorCode.TOO_LARGE,
                                     f"body over {self.settings.max_body_bytes} bytes") from exc
-            response = Response(await work(body, info), media_type=CBOR)
+            response = Response(await work(body, info))  # CBOR; no content-type (SPEC §4)
         except SealedError as sealed:
             info["error"] = sealed.error.code.name.lower()
             headers = ({"retry-after": str(sealed.error.retry_after)}
                        if sealed.error.retry_after is not None else {})
             response = Response(sealed.body, status_code=sealed.error.code.http_status,
-                                media_type=CBOR, headers=headers)
+                                headers=headers)
         except ProtocolError as error:
             info["error"] = error.code.name.lower()
             response = error_response(error)

@@ -45,7 +45,6 @@ from .crypto import CryptoError, DeviceKeys, signature_valid
 
 __all__ = ["Connection", "ServerError", "Session"]
 
-CBOR = "application/cbor"
 
 
 class ServerError(Exception):
@@ -100,7 +99,7 @@ class Connection:
         self.close()
 
     def post(self, path: str, body: bytes) -> bytes:
-        response = self.client.post(path, content=body, headers={"content-type": CBOR})
+        response = self.client.post(path, content=body)  # CBOR, no content-type (SPEC §4)
         if response.status_code == 200:
             return response.content
         try:

@@ -308,7 +308,7 @@ def valid_frames() -> list[tuple[str, str, Any]]:
         ("e2e-envelope-key", "envelope-key", EnvelopeKey(EPOCH, epoch_key())),
         ("e2e-message-text", "message", MessageBody(
             MessageKind.TEXT, "Clinic opens at 9 tomorrow", reply_to=OpRef(302, 12),
-            sent_at=1_764_000_000_000)),
+            sent_at=1_764_000_000)),
         ("e2e-message-edit", "message",
          MessageBody(MessageKind.EDIT, "Clinic opens at 10", target=OpRef(301, 5))),
         ("e2e-message-delete", "message",

@@ -77,6 +77,7 @@ class LinkEmulator:
             raise ValueError("the link emulator only forwards to loopback")
         self.rng = random.Random(self.seed)
         self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     def default_plan(self, rng: random.Random, index: int) -> CutPlan:
@@ -92,6 +93,10 @@ class LinkEmulator:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
     async def _handle(self, client_reader: asyncio.StreamReader,
@@ -117,7 +122,13 @@ class LinkEmulator:
 
         up = asyncio.create_task(self._pipe(client_reader, server_writer, "up", plan, abort))
         down = asyncio.create_task(self._pipe(server_reader, client_writer, "down", plan, abort))
-        await asyncio.wait({up, down}, return_when=asyncio.ALL_COMPLETED)
+        self._tasks |= {up, down}
+        try:
+            await asyncio.wait({up, down}, return_when=asyncio.ALL_COMPLETED)
+        finally:
+            self._tasks -= {up, down}
+            for writer in writers:
+                writer.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     direction: str, plan: CutPlan, abort: Callable[[], None]) -> None:
