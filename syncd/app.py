@@ -92,7 +92,8 @@ class Server:
     def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
         self.settings = settings
         self.storage = storage or open_storage(settings.db,
-                                               busy_timeout_ms=settings.busy_timeout_ms)
+                                               busy_timeout_ms=settings.busy_timeout_ms,
+                                               max_bytes=settings.max_db_bytes)
         self.metrics = Metrics()
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
         self.service: SyncService | None = None

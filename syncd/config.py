@@ -27,6 +27,7 @@ class Settings:
     session_ttl_seconds: int = 30 * 24 * 3600
     counter_flush_seconds: float = 5.0
     busy_timeout_ms: int = 5000  # then 503 with Retry-After, nothing written
+    max_db_bytes: int = 0  # 0: no cap; past it writes get 503 (as if the disk were full)
     log_level: str = "info"
 
     @classmethod

@@ -38,5 +38,5 @@ def test_the_phone_example_syncs(server: ServerProcess) -> None:
               .replace('"K7Q2M-9XDAB"', repr(code)))
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(source, "README.md", "exec"), {})  # noqa: S102 - our own README
+        exec(compile(source, "README.md", "exec"), {})
     assert printed.getvalue().startswith("Cursor(lanes=(0, 0, 0, 0)) False []")

@@ -60,8 +60,8 @@ __all__ = [
 ]
 
 
-def open_storage(database: str, *, busy_timeout_ms: int = 5000) -> Storage:
+def open_storage(database: str, *, busy_timeout_ms: int = 5000, max_bytes: int = 0) -> Storage:
     """The backend for a database setting: a file path means SQLite."""
     from .sqlite import SQLiteStorage
 
-    return SQLiteStorage(database, busy_timeout_ms=busy_timeout_ms)
+    return SQLiteStorage(database, busy_timeout_ms=busy_timeout_ms, max_bytes=max_bytes)

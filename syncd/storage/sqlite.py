@@ -246,9 +246,11 @@ class _SQLiteRead(ReadTx):
 class SQLiteStorage(Storage):
     """Storage on one SQLite file (created and migrated on open)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 max_bytes: int = 0) -> None:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.max_bytes = max_bytes
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._reader_list: list[aiosqlite.Connection] = []
@@ -263,6 +265,13 @@ class SQLiteStorage(Storage):
             self._writer = await _connect(self.path, readonly=False,
                                           busy_timeout_ms=self.busy_timeout_ms)
             await self._migrate()
+            if self.max_bytes:
+                # SQLite then fails a write that would grow the file past the cap with
+                # SQLITE_FULL, exactly as on a full disk: the transaction rolls back.
+                async with self._writer.execute("PRAGMA page_size") as cursor:
+                    row = await cursor.fetchone()
+                pages = max(1, self.max_bytes // int(row[0] if row else 4096))
+                await self._writer.execute(f"PRAGMA max_page_count = {pages}")
             for _ in range(READERS):
                 reader = await _connect(self.path, readonly=True,
                                         busy_timeout_ms=self.busy_timeout_ms)
@@ -317,6 +326,10 @@ class SQLiteStorage(Storage):
                 raise _translate(exc) from exc
             try:
                 yield _SQLiteWrite(db)
+            except sqlite3.Error as exc:  # full disk, I/O error, lock lost: nothing is kept
+                with suppress(sqlite3.Error):
+                    await db.rollback()
+                raise _translate(exc) from exc
             except BaseException:
                 with suppress(sqlite3.Error):
                     await db.rollback()

@@ -27,7 +27,7 @@ from protocol import (
     request_tag,
 )
 from tests.support.device import PLACEHOLDER, Device
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
 
 from .conftest import next_phone
 
@@ -350,5 +350,32 @@ def test_locked_database_answers_503_and_writes_nothing(tmp_path: Path) -> None:
         assert error.frame.retry_after is not None
         assert fingerprint(server.db) == before
         assert device.push(conv, create).acks  # and it recovers
+    finally:
+        server.stop()
+
+
+def test_full_database_answers_503_and_recovers_when_there_is_room(tmp_path: Path) -> None:
+    db = tmp_path / "full.db"
+    port = free_port()
+    server = ServerProcess(db, port=port).start()
+    phone = next_phone()
+    device = Device.enrol(server.url, phone, server.invite(phone))
+    server.stop()
+    size = db.stat().st_size
+    server = ServerProcess(db, port=port, env={"SYNCD_MAX_DB_BYTES": str(size)}).start()
+    try:
+        device.login()
+        conv, create = device.create({})
+        big = [device.chat(conv, os.urandom(60_000)) for _ in range(3)]
+        before = fingerprint(db)
+        error = refused(lambda: device.push(conv, create, *big))
+        assert error.status == 503 and error.code is ErrorCode.UNAVAILABLE
+        assert fingerprint(db) == before  # no ack without a commit, nothing half-written
+    finally:
+        server.stop()
+    server = ServerProcess(db, port=port).start()  # room again: the same push goes through
+    try:
+        device.login()
+        assert len(device.push(conv, create, *big).acks) == 4
     finally:
         server.stop()
