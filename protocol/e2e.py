@@ -158,6 +158,7 @@ class MessageKind(IntEnum):
     TEXT = 0
     EDIT = 1
     DELETE = 2
+    TITLE = 3  # the conversation's name; an admin's latest counts
 
 
 _MESSAGE_KINDS = frozenset(int(kind) for kind in MessageKind)
@@ -192,8 +193,8 @@ class MessageBody:
             raise s.bad("an edit or delete names its target")
         if self.kind is MessageKind.TEXT and self.text is None:
             raise s.bad("a text message has text")
-        if self.kind is MessageKind.EDIT and self.text is None:
-            raise s.bad("an edit carries the new text")
+        if self.kind in (MessageKind.EDIT, MessageKind.TITLE) and self.text is None:
+            raise s.bad("an edit or a title carries text")
         if self.sent_at is not None:
             s.uint(self.sent_at, "sent at")
         s.bstr(self.padding, "padding", max_len=MAX_PAYLOAD_BYTES)

@@ -194,20 +194,27 @@ class SessionResponse:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryRequest:
-    """Body of ``/v1/directory``: the users to look up, by phone or by user id."""
+    """Body of ``/v1/directory``: users to look up, by phone, user id or one of their devices.
+
+    Looking up by device id is how a client learns who signed an op from a
+    device it has not seen before.
+    """
 
     phones: tuple[str, ...] = ()
     user_ids: tuple[int, ...] = ()
+    device_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.phones and not self.user_ids:
+        if not self.phones and not self.user_ids and not self.device_ids:
             raise s.bad("a directory request names at least one user")
-        if len(self.phones) + len(self.user_ids) > MAX_LOOKUP:
+        if len(self.phones) + len(self.user_ids) + len(self.device_ids) > MAX_LOOKUP:
             raise s.too_many(f"more than {MAX_LOOKUP} users in one look-up")
         for phone in self.phones:
             check_phone(phone)
         for user_id in self.user_ids:
             s.uint(user_id, "user id", minimum=1)
+        for device_id in self.device_ids:
+            s.uint(device_id, "device id", minimum=1)
 
     def to_value(self) -> dict[int, Any]:
         body: dict[int, Any] = {}
@@ -215,6 +222,8 @@ class DirectoryRequest:
             body[1] = list(self.phones)
         if self.user_ids:
             body[2] = list(self.user_ids)
+        if self.device_ids:
+            body[3] = list(self.device_ids)
         return body
 
     @classmethod
@@ -223,7 +232,9 @@ class DirectoryRequest:
         phones = s.items(body[1], "phones", max_count=MAX_LOOKUP, min_count=1) if 1 in body else []
         user_ids = (s.items(body[2], "user ids", max_count=MAX_LOOKUP, min_count=1)
                     if 2 in body else [])
-        return cls(tuple(phones), tuple(user_ids))
+        device_ids = (s.items(body[3], "device ids", max_count=MAX_LOOKUP, min_count=1)
+                      if 3 in body else [])
+        return cls(tuple(phones), tuple(user_ids), tuple(device_ids))
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,7 +215,9 @@ class SyncService:
     # ------------------------------------------------------------ directory
 
     async def directory(self, caller: Caller, request: DirectoryRequest) -> DirectoryResponse:
-        users = await self.storage.lookup(request.phones, request.user_ids)
+        owners = [device.user_id for device_id in request.device_ids
+                  if (device := await self.storage.device(device_id)) is not None]
+        users = await self.storage.lookup(request.phones, (*request.user_ids, *owners))
         return DirectoryResponse(tuple(
             UserEntry(user.user_id, user.phone, tuple(
                 DeviceEntry(d.device_id, d.sign_key, d.hpke_key, d.revoked)

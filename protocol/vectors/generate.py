@@ -287,7 +287,7 @@ def valid_frames() -> list[tuple[str, str, Any]]:
         ("authed-response-empty-sync", "authed-response",
          authed_response("/v1/sync", 17, encode(empty_reply))),
         ("directory-request", "directory-request",
-         DirectoryRequest(phones=("+254700000002",), user_ids=(41,))),
+         DirectoryRequest(phones=("+254700000002",), user_ids=(41,), device_ids=(302,))),
         ("directory-response", "directory-response", DirectoryResponse((
             UserEntry(42, "+254700000002", (
                 DeviceEntry(302, public("device_302"), hpke_public("device_302")),

@@ -175,7 +175,7 @@ FRAMES: dict[type, st.SearchStrategy[object]] = {
     SyncResponse: sync_responses,
     DirectoryRequest: st.builds(
         DirectoryRequest, st.lists(phones, min_size=1, max_size=3).map(tuple),
-        st.lists(ids, max_size=3).map(tuple),
+        st.lists(ids, max_size=3).map(tuple), st.lists(ids, max_size=3).map(tuple),
     ),
     DirectoryResponse: st.builds(DirectoryResponse, st.lists(user_entries, max_size=3).map(tuple)),
     SealedPayload: st.builds(SealedPayload, uints, st.binary(min_size=16, max_size=200)),
