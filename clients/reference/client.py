@@ -72,9 +72,12 @@ class Client:
     """One device's view of one server, kept in a home folder."""
 
     def __init__(self, home: Path, *, timeout: float = 30.0) -> None:
+        if not (home / "device.key").exists():
+            raise ClientError(f"{home} is not set up: run `syncref --home {home} init` first")
         self.store = Store(home)
         self.timeout = timeout
-        if not self.store.key_path.exists() or self.store.get("device_id") is None:
+        if self.store.get("device_id") is None:
+            self.store.close()
             raise ClientError(f"{home} is not set up: run `syncref --home {home} init` first")
         self.keys = self.store.load_keys()
         self._connection: Connection | None = None

@@ -1,0 +1,99 @@
+"""The reference client against a real server: convergence, removal, offline sending."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from clients.reference.client import Client, ClientError
+from tests.support.server import ServerProcess
+
+
+def texts(client: Client, conv: bytes) -> list[str | None]:
+    return [m["text"] for m in client.messages(conv)]
+
+
+def settle(*clients: Client, rounds: int = 3) -> None:
+    for _ in range(rounds):
+        for client in clients:
+            client.sync(timeout=30)
+
+
+def test_three_users_one_with_two_devices_converge(server: ServerProcess,
+                                                   make_client: Callable[..., Client],
+                                                   tmp_path: Path) -> None:
+    amina = make_client("+254733100001")
+    amina_tablet = make_client("+254733100001")  # a second device of the same user
+    brian, chris = make_client("+254733100002"), make_client("+254733100003")
+    assert amina.user_id == amina_tablet.user_id and amina.device_id != amina_tablet.device_id
+    conv = amina.create_group("Clinic staff", [brian.phone, chris.phone])
+    amina.sync()
+    for client in (amina_tablet, brian, chris):
+        client.sync()
+    # Everyone writes while offline, then syncs in some order.
+    amina.send(conv, "amina 1")
+    brian.send(conv, "brian 1")
+    amina_tablet.send(conv, "amina's tablet 1")
+    chris.send(conv, "chris 1")
+    brian.send(conv, "brian 2")
+    assert texts(brian, conv)[-2:] == ["brian 1", "brian 2"]  # shown at once, pending
+    assert all(m["pending"] for m in brian.messages(conv)[-2:])
+    settle(chris, brian, amina_tablet, amina)
+    views = [client.messages(conv) for client in (amina, amina_tablet, brian, chris)]
+    assert all(view == views[0] for view in views)  # same messages, same order, same fields
+    assert sorted(m["text"] for m in views[0]) == sorted(
+        ["amina 1", "brian 1", "amina's tablet 1", "chris 1", "brian 2"])
+    assert [m["seq"] for m in views[0]] == sorted(m["seq"] for m in views[0])
+    assert not any(m["pending"] for m in views[0])
+    assert len({m["id"] for m in views[0]}) == 5  # exactly once
+    for client in (amina, amina_tablet, brian, chris):
+        assert client.problems() == []
+        assert client.groups()[0]["name"] == "Clinic staff"
+    assert amina.fingerprint(brian.phone) == brian.fingerprint(amina.phone)
+
+
+def test_removed_member_gets_and_decrypts_nothing_new(make_client: Callable[..., Client]) -> None:
+    amina, brian, chris = make_client(), make_client(), make_client()
+    conv = amina.create_group("Team", [brian.phone, chris.phone])
+    amina.send(conv, "before the removal")
+    settle(amina, brian, chris)
+    amina.remove_member(conv, chris.phone)
+    amina.send(conv, "after the removal")
+    brian.send(conv, "brian after")
+    settle(amina, brian, chris)
+    assert texts(chris, conv) == ["before the removal"]
+    for client in (amina, brian):
+        assert texts(client, conv) == ["before the removal", "after the removal", "brian after"]
+    chris_keys = chris.store.db.execute("SELECT max(epoch) FROM epoch_keys").fetchone()[0]
+    amina_keys = amina.store.db.execute("SELECT max(epoch) FROM epoch_keys").fetchone()[0]
+    assert amina_keys == chris_keys + 1  # a new epoch chris never received
+    with pytest.raises(ClientError):
+        chris.send(conv, "still here?")
+
+
+def test_added_member_reads_from_joining_and_broadcast_rules(
+        make_client: Callable[..., Client]) -> None:
+    amina, brian, chris = make_client(), make_client(), make_client()
+    conv = amina.create_group("News", [brian.phone], broadcast=True)
+    amina.send(conv, "first announcement", announce=True)
+    settle(amina, brian)
+    amina.add_member(conv, chris.phone)
+    amina.send(conv, "second announcement", announce=True)
+    settle(amina, brian, chris)
+    assert texts(chris, conv) == ["second announcement"]
+    assert texts(brian, conv) == ["first announcement", "second announcement"]
+    with pytest.raises(ClientError):
+        brian.add_member(conv, chris.phone)  # not an admin
+
+
+def test_send_needs_no_network(make_client: Callable[..., Client],
+                               server: ServerProcess) -> None:
+    amina, brian = make_client(), make_client()
+    conv = amina.create_group("Team", [brian.phone])
+    amina.sync()
+    server.stop()
+    amina.send(conv, "written while the server is down")
+    assert amina.messages(conv)[-1]["pending"]
+    assert amina.whoami()["pending_ops"] == 1
