@@ -1,0 +1,93 @@
+"""The client on bad links: GPRS with cuts, and killed mid-sync again and again."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from clients.reference.client import Client
+from clients.reference.connection import Connection
+from tests.support.linkemu import PROFILES, LinkEmulator, Profile, ThreadedLink
+from tests.support.server import ServerProcess
+
+MESSAGES = int(os.environ.get("SYNCREF_SOAK_MESSAGES", "50"))
+
+
+@pytest.mark.slow
+def test_gprs_with_cuts_converges_without_duplicates_or_loss(
+        server: ServerProcess, make_client: Callable[..., Client]) -> None:
+    a, b, c = make_client(), make_client(), make_client()
+    conv = a.create_group("Over GPRS", [b.phone, c.phone])
+    a.sync()
+    b.sync()
+    c.sync()
+    # Nearly every connection dies a few kilobytes in, mid-request or mid-response.
+    def plan(rng: random.Random, index: int) -> tuple[str, int] | None:
+        if rng.random() < 0.9:
+            return (rng.choice(["up", "down"]), rng.randint(200, 6000))
+        return None
+
+    emulator = LinkEmulator("127.0.0.1", server.port, PROFILES["gprs"], seed=5, plan=plan)
+    with ThreadedLink(emulator) as link:
+        for client in (a, b, c):
+            client.use_connection(Connection(link.url, timeout=20))
+        for n in range(MESSAGES):
+            for client in (a, b, c):
+                client.send(conv, f"{client.phone} message {n}")
+        for _ in range(3):
+            for client in (a, b, c):
+                client.sync(budget=8 * 1024, timeout=240)
+        assert link.counters.cuts >= 3  # the link really was bad
+    views = [client.messages(conv) for client in (a, b, c)]
+    assert views[0] == views[1] == views[2]
+    assert len(views[0]) == 3 * MESSAGES  # nothing lost
+    assert len({m["id"] for m in views[0]}) == 3 * MESSAGES  # nothing twice
+    assert not any(m["pending"] for m in views[0])
+
+
+def syncref(home: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "clients.reference.cli", "--home", str(home),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)  # type: ignore[call-overload]
+
+
+def test_killing_the_client_mid_sync_loses_and_doubles_nothing(
+        server: ServerProcess, make_client: Callable[..., Client], tmp_path: Path) -> None:
+    sender, receiver = make_client(name="sender"), make_client(name="receiver")
+    conv = sender.create_group("Kill test", [receiver.phone])
+    for n in range(40):
+        sender.send(conv, f"queued {n}")
+    sender.close()
+    receiver.close()
+    slow = Profile("slow", down_bps=30_000, up_bps=15_000, rtt=0.3)
+    rng = random.Random(9)
+    with ThreadedLink(LinkEmulator("127.0.0.1", server.port, slow)) as link:
+        for home in (tmp_path / "sender", tmp_path / "receiver"):
+            state = Client(home)
+            state.store.put("server", link.url)
+            state.close()
+            for _ in range(8):  # kill it at random moments
+                process = syncref(home, "sync", "--budget", "1024")
+                time.sleep(rng.uniform(0.2, 1.2))
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=30)
+            done = syncref(home, "sync", "--budget", "1024", "--timeout", "120")
+            _, err = done.communicate(timeout=300)
+            assert done.returncode == 0, err
+    sender, receiver = Client(tmp_path / "sender"), Client(tmp_path / "receiver")
+    try:
+        sent, received = sender.messages(conv), receiver.messages(conv)
+        assert [m["text"] for m in received] == [f"queued {n}" for n in range(40)]
+        assert sent == received
+        assert sender.whoami()["pending_ops"] == 0
+    finally:
+        sender.close()
+        receiver.close()
