@@ -53,10 +53,9 @@ def test_gprs_with_cuts_converges_without_duplicates_or_loss(
     assert not any(m["pending"] for m in views[0])
 
 
-def syncref(home: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+def syncref(home: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "clients.reference.cli", "--home", str(home),
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **kwargs)  # type: ignore[call-overload]
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_killing_the_client_mid_sync_loses_and_doubles_nothing(
