@@ -36,7 +36,16 @@ from .auth import (
 from .codec import dumps, loads
 from .envelope import AuthedRequest, AuthedResponse, ErrorFrame
 from .errors import EncodeError, ErrorCode, ProtocolError
-from .frames import Cursor, PullBlock, PulledOp, PushBlock, SyncRequest, SyncResponse
+from .frames import (
+    ChainRequest,
+    ChainResponse,
+    Cursor,
+    PullBlock,
+    PulledOp,
+    PushBlock,
+    SyncRequest,
+    SyncResponse,
+)
 from .identity import (
     ChallengeRequest,
     ChallengeResponse,
@@ -73,6 +82,8 @@ __all__ = [
     "AuthedRequest",
     "AuthedResponse",
     "Candidate",
+    "ChainRequest",
+    "ChainResponse",
     "ChallengeRequest",
     "ChallengeResponse",
     "ContentOp",

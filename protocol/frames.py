@@ -36,6 +36,8 @@ from .ops import (
 
 __all__ = [
     "LANES",
+    "ChainRequest",
+    "ChainResponse",
     "Cursor",
     "PullBlock",
     "PulledOp",
@@ -299,3 +301,67 @@ class SyncResponse:
             blocks = tuple(PullBlock.from_value(block) for block in raw)
         more = s.boolean(body[4], "more") if 4 in body else False
         return cls(Cursor.from_value(body[3]), acks, blocks, more)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRequest:
+    """Body of ``POST /v1/chain``: a conversation's membership chain above ``after``.
+
+    A device added to a conversation that already exists has a cursor above
+    the start of its chain; this is how it gets the ops it needs to verify
+    the roster (SPEC.md section 9).
+    """
+
+    conv: bytes
+    after: int = 0
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        conv_id(self.conv)
+        s.uint(self.after, "after")
+        if self.budget is not None and s.uint(self.budget, "budget") < MIN_BUDGET:
+            raise ProtocolError(ErrorCode.BUDGET_TOO_SMALL, f"budget must be >= {MIN_BUDGET}")
+
+    @property
+    def effective_budget(self) -> int:
+        return min(DEFAULT_BUDGET if self.budget is None else self.budget, MAX_BUDGET)
+
+    def to_value(self) -> dict[int, Any]:
+        body: dict[int, Any] = {1: self.conv}
+        if self.after:
+            body[2] = self.after
+        if self.budget is not None:
+            body[3] = self.budget
+        return body
+
+    @classmethod
+    def from_value(cls, value: Any) -> ChainRequest:
+        body = s.mapping(value, "chain request")
+        if 1 not in body:
+            raise s.bad("chain request needs a conversation")
+        after = s.uint(body[2], "after") if 2 in body else 0
+        budget = s.uint(body[3], "budget") if 3 in body else None
+        return cls(conv_id(body[1]), after, budget)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResponse:
+    """Membership ops of one conversation in seq order, and whether more follow."""
+
+    block: PullBlock | None = None
+    more: bool = False
+
+    def to_value(self) -> dict[int, Any]:
+        body: dict[int, Any] = {}
+        if self.block is not None:
+            body[1] = self.block.to_value()
+        if self.more:
+            body[2] = True
+        return body
+
+    @classmethod
+    def from_value(cls, value: Any) -> ChainResponse:
+        body = s.mapping(value, "chain response")
+        block = PullBlock.from_value(body[1]) if 1 in body else None
+        more = s.boolean(body[2], "more") if 2 in body else False
+        return cls(block, more)

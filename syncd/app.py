@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol import (
     AuthedRequest,
+    ChainRequest,
     ChallengeRequest,
     DirectoryRequest,
     ErrorCode,
@@ -162,6 +163,11 @@ class Server:
         except TimeoutError:
             info["error"] = "read_deadline"
             response = Response(b"", status_code=408, headers={"connection": "close"})
+        except ClientDisconnect:
+            # Normal on 2G: the link died mid-upload. Nothing was read, nothing applied.
+            info["error"] = "client_disconnected"
+            log.info("client went away mid-request (request %s)", request_id)
+            response = Response(b"", status_code=499)
         except Exception:
             log.exception("unexpected error (request %s)", request_id)
             info["error"] = "internal"
@@ -190,12 +196,9 @@ class Server:
     async def challenge(self, request: Request) -> Response:
         async def work(body: bytes, info: dict[str, Any]) -> bytes:
             assert self.service is not None
-            frame = decode(body, ChallengeRequest)
-            wait = self.limiter.retry_after(-frame.device_id)  # its own bucket
-            if wait:
-                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many challenges",
-                                    retry_after=wait)
-            return encode(await self.service.challenge(frame))
+            # Stateless and cheap: a MAC, no database, so no limit that a flood could
+            # drain to lock a device out.
+            return encode(await self.service.challenge(decode(body, ChallengeRequest)))
         return await self.handle(request, "challenge", work)
 
     async def session(self, request: Request) -> Response:
@@ -210,6 +213,7 @@ class Server:
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
             caller = await self.service.authenticate("/v1/sync", authed)
             with self._sealing_errors(caller):
+                self.service.admit(caller)
                 self._admit(caller, info)
                 frame = decode(authed.body, SyncRequest, max_bytes=self.settings.max_body_bytes)
                 outcome = await self.service.sync(caller, frame)
@@ -229,11 +233,25 @@ class Server:
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
             caller = await self.service.authenticate("/v1/directory", authed)
             with self._sealing_errors(caller):
+                self.service.admit(caller)
                 self._admit(caller, info)
                 frame = decode(authed.body, DirectoryRequest)
                 answer = await self.service.directory(caller, frame)
             return encode(self.service.seal(caller, encode(answer)))
         return await self.handle(request, "directory", work)
+
+    async def chain(self, request: Request) -> Response:
+        async def work(body: bytes, info: dict[str, Any]) -> bytes:
+            assert self.service is not None
+            authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
+            caller = await self.service.authenticate("/v1/chain", authed)
+            with self._sealing_errors(caller):
+                self.service.admit(caller)
+                self._admit(caller, info)
+                frame = decode(authed.body, ChainRequest)
+                answer = await self.service.chain(caller, frame)
+            return encode(self.service.seal(caller, encode(answer)))
+        return await self.handle(request, "chain", work)
 
     def _admit(self, caller: Caller, info: dict[str, Any]) -> None:
         info["device"] = caller.device_id
@@ -307,6 +325,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/v1/session", server.session, methods=["POST"]),
         Route("/v1/sync", server.sync, methods=["POST"]),
         Route("/v1/directory", server.directory, methods=["POST"]),
+        Route("/v1/chain", server.chain, methods=["POST"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/readyz", server.readyz, methods=["GET"]),
         Route("/metrics", server.metrics_endpoint, methods=["GET"]),

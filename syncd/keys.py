@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-__all__ = ["HPKE_SUITE", "ServerIdentity", "seal_to_device", "signature_valid"]
+__all__ = ["HPKE_SUITE", "ServerIdentity", "hpke_key_usable", "seal_to_device",
+           "signature_valid"]
 
 HPKE_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
@@ -22,6 +23,7 @@ class ServerIdentity:
     """The server's Ed25519 key, which devices pin when they register."""
 
     def __init__(self, seed: bytes) -> None:
+        self.seed = seed
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
         self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -34,6 +36,15 @@ def signature_valid(public_key: bytes, signature: bytes, data: bytes) -> bool:
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
     except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def hpke_key_usable(hpke_key: bytes) -> bool:
+    """False for an X25519 key HPKE cannot seal to (a low-order point, say)."""
+    try:
+        seal_to_device(hpke_key, b"", b"syncd/1 key check")
+    except ValueError:
         return False
     return True
 

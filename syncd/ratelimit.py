@@ -15,6 +15,8 @@ from collections.abc import Callable
 class RateLimiter:
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
                  max_keys: int = 100_000) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate limit: rate must be > 0 and burst >= 1")
         self.rate = rate
         self.burst = burst
         self.clock = clock

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -37,9 +38,8 @@ def deadline_protocol(seconds: float) -> type[H11Protocol]:
             self._deadline = self.loop.call_later(seconds, self._expired)
 
         def _expired(self) -> None:
-            cycle = self.cycle
-            if cycle is not None and not cycle.more_body:
-                return  # request fully received: the app is working on it
+            if self.conn.their_state is h11.DONE:
+                return  # this request is fully received: the app is working on it
             if not self.transport.is_closing():
                 log.info("closing a connection that did not send its request within %ss",
                          seconds)

@@ -19,6 +19,7 @@ HTTP edge) or ``StorageUnavailable`` (503). A sync runs in two steps:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import time
@@ -29,6 +30,8 @@ from protocol import (
     AuthedRequest,
     AuthedResponse,
     Candidate,
+    ChainRequest,
+    ChainResponse,
     ChallengeRequest,
     ChallengeResponse,
     ContentOp,
@@ -42,9 +45,11 @@ from protocol import (
     MembershipOp,
     OpType,
     ProtocolError,
+    PullBlock,
     PulledOp,
     RegisterRequest,
     RegisterResponse,
+    Role,
     Roster,
     SessionRequest,
     SessionResponse,
@@ -55,12 +60,15 @@ from protocol import (
     classify_push,
     derive_session_keys,
     dumps,
+    encode,
+    hkdf_sha256,
     loads,
     op_digest,
     op_signing_input,
     pack_response,
     register_signing_input,
     request_tag,
+    response_frame_size,
     response_tag,
     roster_hash,
     session_grant_signing_input,
@@ -68,12 +76,12 @@ from protocol import (
     session_signing_input,
     tags_equal,
 )
-from protocol.auth import CHALLENGE_BYTES, SESSION_SECRET_BYTES
+from protocol.auth import SESSION_SECRET_BYTES
 from protocol.frames import LANES
 from protocol.ops import Op, op_from_fields
 
-from .keys import ServerIdentity, seal_to_device, signature_valid
-from .storage import InviteRefused, SessionRecord, Storage, WriteTx
+from .keys import ServerIdentity, hpke_key_usable, seal_to_device, signature_valid
+from .storage import ConversationRecord, InviteRefused, SessionRecord, Storage, WriteTx
 
 log = logging.getLogger("syncd.service")
 
@@ -124,6 +132,8 @@ class SyncService:
         # the database with every push and by ``flush_counters`` for pull-only syncs.
         self._counters: dict[int, int] = {}
         self._dirty_counters: set[int] = set()
+        self._challenge_key = hkdf_sha256(identity.seed, salt=b"",
+                                          info=b"syncd/1 challenge key")
 
     @classmethod
     async def create(cls, storage: Storage, **kwargs: object) -> SyncService:
@@ -140,6 +150,8 @@ class SyncService:
                                              request.hpke_key)
         if not signature_valid(request.sign_key, request.proof, proof_input):
             raise _refuse(ErrorCode.BAD_SIGNATURE, "proof of the signing key does not verify")
+        if not hpke_key_usable(request.hpke_key):
+            raise _refuse(ErrorCode.BAD_FRAME, "the HPKE key is not a usable X25519 key")
         code_hash = hashlib.sha256(request.code.encode()).digest()
         try:
             user_id, device_id = await self.storage.register(
@@ -148,17 +160,33 @@ class SyncService:
             raise _refuse(ErrorCode.ENROLMENT_REFUSED, "enrolment code refused") from exc
         return RegisterResponse(user_id, device_id, self.identity.public_key)
 
+    def _challenge_tag(self, device_id: int, expires_at: bytes, salt: bytes) -> bytes:
+        message = device_id.to_bytes(8, "big") + expires_at + salt
+        return hmac.new(self._challenge_key, message, hashlib.sha256).digest()[:8]
+
     async def challenge(self, request: ChallengeRequest) -> ChallengeResponse:
-        nonce = os.urandom(CHALLENGE_BYTES)
-        await self.storage.add_challenge(request.device_id, nonce, self.now() + CHALLENGE_TTL)
-        return ChallengeResponse(nonce)
+        """A stateless challenge: expiry, salt and a MAC under a key only this server has.
+
+        Asking for one writes nothing, whoever asks and for whichever device id,
+        so challenges cannot flood the database or evict a device's challenge.
+        """
+        expires_at = (self.now() + CHALLENGE_TTL).to_bytes(4, "big")
+        salt = os.urandom(4)
+        tag = self._challenge_tag(request.device_id, expires_at, salt)
+        return ChallengeResponse(expires_at + salt + tag)
 
     async def session(self, request: SessionRequest) -> SessionResponse:
-        taken = await self.storage.take_challenge(request.device_id, request.nonce, self.now())
+        stamp, salt, tag = request.nonce[:4], request.nonce[4:8], request.nonce[8:]
+        issued = hmac.compare_digest(tag, self._challenge_tag(request.device_id, stamp, salt))
+        fresh = int.from_bytes(stamp, "big") >= self.now()
         device = await self.storage.device(request.device_id)
         signed = session_signing_input(request.device_id, request.nonce)
-        if (not taken or device is None
+        if (not issued or not fresh or device is None
                 or not signature_valid(device.sign_key, request.signature, signed)):
+            raise _refuse(ErrorCode.UNAUTHENTICATED, "challenge answer refused")
+        # Single use, recorded only once a real device answered it.
+        if not await self.storage.use_challenge(request.nonce, int.from_bytes(stamp, "big"),
+                                                self.now()):
             raise _refuse(ErrorCode.UNAUTHENTICATED, "challenge answer refused")
         if device.revoked:  # told only to the holder of the device's key
             raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
@@ -177,7 +205,7 @@ class SyncService:
     # ------------------------------------------------------------ authentication
 
     async def authenticate(self, path: str, request: AuthedRequest) -> Caller:
-        """Check session, tag and counter (SPEC.md section 6); record the counter."""
+        """Check the session and the tag (SPEC.md section 6, steps 1-2)."""
         session = await self.storage.session(request.session_id)
         if session is None:
             raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session or bad tag")
@@ -185,18 +213,22 @@ class SyncService:
                                counter=request.counter, body=request.body)
         if not tags_equal(expected, request.tag):
             raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session or bad tag")
-        # Only a caller who holds the session key learns anything about its state.
+        return Caller(session, request.counter, path)
+
+    def admit(self, caller: Caller) -> None:
+        """Steps 3-4: revocation, expiry, replay; consumes the counter. Refusals from here
+        on are answered tagged, since the caller proved it holds the session key."""
+        session = caller.session
         if session.revoked:
             raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
         if session.expires_at <= self.now():
             raise _refuse(ErrorCode.SESSION_EXPIRED, "session expired")
         highest = max(session.highest_counter, self._counters.get(session.session_id, 0))
-        if request.counter <= highest:
+        if caller.counter <= highest:
             raise _refuse(ErrorCode.REPLAYED, "counter already used")
         # No await between the check and the update: concurrent requests cannot both pass.
-        self._counters[session.session_id] = request.counter
+        self._counters[session.session_id] = caller.counter
         self._dirty_counters.add(session.session_id)
-        return Caller(session, request.counter, path)
 
     def seal(self, caller: Caller, body: bytes) -> AuthedResponse:
         tag = response_tag(caller.session.response_key, path=caller.path,
@@ -208,9 +240,12 @@ class SyncService:
         if not self._dirty_counters:
             return
         dirty, self._dirty_counters = self._dirty_counters, set()
-        async with self.storage.transaction() as tx:
-            for session_id in dirty:
-                await tx.set_counter(session_id, self._counters[session_id])
+        try:
+            async with self.storage.transaction() as tx:
+                await tx.set_counters({s: self._counters[s] for s in dirty})
+        except BaseException:
+            self._dirty_counters |= dirty  # not written: try again next time
+            raise
 
     # ------------------------------------------------------------ directory
 
@@ -273,10 +308,15 @@ class SyncService:
             high_water = await snap.high_water()
             check_cursor(request.cursor, high_water)
             lanes = []
+            read = 0
             for lane in LANES:
+                if read > budget:  # earlier lanes already fill the budget: read no further
+                    lanes.append(LaneBatch((), complete=False))
+                    continue
                 rows = await snap.pull(user_id=caller.user_id, device_id=caller.device_id,
                                        lane=lane, after=request.cursor[lane], upto=high_water,
                                        limit=limit)
+                read += sum(len(row.fields) for row in rows)
                 candidates = [
                     Candidate(row.conv, PulledOp(row.seq, row.device_id, op_from_fields(
                         row.op_type, row.op_id, loads(row.fields), pulled=True)))
@@ -286,76 +326,113 @@ class SyncService:
                                  high_water=high_water, budget=budget)
         return response
 
+    async def chain(self, caller: Caller, request: ChainRequest) -> ChainResponse:
+        """A conversation's membership chain above ``after``, for a member, within the budget."""
+        budget = request.effective_budget
+        limit = budget // SMALLEST_PULLED_OP + 1
+        async with self.storage.snapshot() as snap:
+            rows = await snap.chain(user_id=caller.user_id, conv=request.conv,
+                                    after=request.after, limit=limit)
+        if rows is None:
+            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        ops: list[PulledOp] = []
+        answer = ChainResponse()
+        for row in rows:
+            pulled = PulledOp(row.seq, row.device_id, op_from_fields(
+                row.op_type, row.op_id, loads(row.fields), pulled=True))
+            candidate = ChainResponse(PullBlock(request.conv, (*ops, pulled)), more=True)
+            if ops and response_frame_size(len(encode(candidate))) > budget:
+                return answer
+            ops.append(pulled)
+            answer = candidate
+        return ChainResponse(answer.block, more=len(rows) == limit)
+
 
 class _PushApplier:
-    """Authorises and stores the new ops of one push, inside its transaction."""
+    """Authorises and stores the new ops of one push, inside its transaction.
+
+    Content and envelopes need one role each, looked up by index; only a
+    membership change loads the whole roster, and it writes back only what
+    changed, so a post to a conversation of thousands costs the same as to two.
+    """
 
     def __init__(self, tx: WriteTx, caller: Caller) -> None:
         self.tx = tx
         self.caller = caller
-        self.rosters: dict[bytes, tuple[int, Roster] | None] = {}
+        self.found: dict[bytes, ConversationRecord | None] = {}
+        self.rosters: dict[bytes, Roster] = {}  # full rosters, as changed by this push
 
-    async def _conversation(self, conv: bytes) -> tuple[int, Roster] | None:
-        if conv not in self.rosters:
-            record = await self.tx.conversation(conv)
-            self.rosters[conv] = None if record is None else (
-                record.conv_id, Roster(dict(record.members), record.broadcast, record.head))
-        return self.rosters[conv]
+    async def _conversation(self, conv: bytes) -> ConversationRecord | None:
+        if conv not in self.found:
+            self.found[conv] = await self.tx.conversation(conv, members=False)
+        return self.found[conv]
 
-    async def _member_conversation(self, conv: bytes) -> tuple[int, Roster]:
-        found = await self._conversation(conv)
-        if found is None or found[1].role_of(self.caller.user_id) is None:
+    async def _role(self, conv: bytes, record: ConversationRecord, user: int) -> Role | None:
+        if conv in self.rosters:
+            return self.rosters[conv].role_of(user)
+        return await self.tx.member_role(record.conv_id, user)
+
+    async def _member_conversation(self, conv: bytes) -> tuple[ConversationRecord, Role]:
+        record = await self._conversation(conv)
+        role = None if record is None else await self._role(conv, record,
+                                                               self.caller.user_id)
+        if record is None or role is None:
             raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
-        return found
+        return record, role
 
     async def op(self, conv: bytes, op: Op, digest: bytes) -> int:
         device = self.caller.device_id
         if isinstance(op, MembershipOp):
             return await self._membership(conv, op, digest)
+        record, role = await self._member_conversation(conv)
+        broadcast = self.rosters[conv].broadcast if conv in self.rosters else record.broadcast
         if isinstance(op, ContentOp):
-            conv_id, roster = await self._member_conversation(conv)
-            if not roster.may_post(self.caller.user_id, announce=op.op_type is OpType.ANNOUNCE):
+            admin_only = broadcast or op.op_type is OpType.ANNOUNCE
+            if admin_only and role is not Role.ADMIN:
                 raise _refuse(ErrorCode.FORBIDDEN, "only admins post here")
-            return await self.tx.insert_op(conv_id, int(op.op_type), device, op.op_id, None,
-                                           dumps(op.fields(pulled=True)), digest)
+            return await self.tx.insert_op(record.conv_id, int(op.op_type), device, op.op_id,
+                                           None, dumps(op.fields(pulled=True)), digest)
         assert isinstance(op, EnvelopeOp) and op.to_device is not None
-        conv_id, roster = await self._member_conversation(conv)
         owner = (await self.tx.device_owners([op.to_device])).get(op.to_device)
-        if owner is None or owner[1] or roster.role_of(owner[0]) is None:
+        if owner is None or owner[1] or await self._role(conv, record, owner[0]) is None:
             raise _refuse(ErrorCode.NOT_FOUND, "no such device in this conversation")
-        return await self.tx.insert_op(conv_id, int(op.op_type), device, op.op_id, op.to_device,
-                                       dumps(op.fields(pulled=True)), digest)
+        return await self.tx.insert_op(record.conv_id, int(op.op_type), device, op.op_id,
+                                       op.to_device, dumps(op.fields(pulled=True)), digest)
 
     async def _membership(self, conv: bytes, op: MembershipOp, digest: bytes) -> int:
-        found = await self._conversation(conv)
         user = self.caller.user_id
         new_head = roster_hash(conv, self.caller.device_id, op)
-        if found is None:
-            if not isinstance(op.change, CreateConversation):
-                raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
-            before = Roster()
+        if conv in self.rosters:
+            before = self.rosters[conv]
+            record = self.found[conv]
         else:
-            before = found[1]
-            if before.role_of(user) is None and not isinstance(op.change, CreateConversation):
-                raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
+            record = await self.tx.conversation(conv, members=True)
+            self.found[conv] = record
+            before = Roster() if record is None else Roster(
+                dict(record.members), record.broadcast, record.head)
+        if record is None and not isinstance(op.change, CreateConversation):
+            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        if (record is not None and before.role_of(user) is None
+                and not isinstance(op.change, CreateConversation)):
+            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
         after = before.apply(op.change, author=user, prev=op.prev, new_head=new_head)
         unknown = await self._unknown_users(set(after.members) - set(before.members))
         if unknown:
             raise _refuse(ErrorCode.NOT_FOUND, f"no such user {min(unknown)}")
-        if found is None:
+        if record is None:
             conv_id = await self.tx.create_conversation(conv, after.broadcast, new_head)
-        else:
-            conv_id = found[0]
-        seq = await self.tx.insert_op(conv_id, int(op.op_type), self.caller.device_id, op.op_id,
-                                      None, dumps(op.fields(pulled=True)), digest)
+            record = ConversationRecord(conv_id, conv, after.broadcast, new_head, {})
+            self.found[conv] = record
+        seq = await self.tx.insert_op(record.conv_id, int(op.op_type), self.caller.device_id,
+                                      op.op_id, None, dumps(op.fields(pulled=True)), digest)
+        changed = {u: r for u, r in after.members.items() if before.members.get(u) is not r}
         joined = [u for u in after.members if u not in before.members]
         left = [u for u in before.members if u not in after.members]
-        await self.tx.set_roster(conv_id, new_head, after.members, joined, left, seq)
-        self.rosters[conv] = (conv_id, after)
+        await self.tx.set_roster(record.conv_id, new_head, changed, joined, left, seq)
+        self.rosters[conv] = after
         return seq
 
     async def _unknown_users(self, user_ids: set[int]) -> set[int]:
         if not user_ids:
             return set()
         return user_ids - await self.tx.known_users(sorted(user_ids))
-

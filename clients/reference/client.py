@@ -25,6 +25,8 @@ from typing import Any
 
 from protocol import (
     AddMembers,
+    ChainRequest,
+    ChainResponse,
     ContentOp,
     CreateConversation,
     DirectoryRequest,
@@ -32,10 +34,13 @@ from protocol import (
     Member,
     MembershipOp,
     OpType,
+    PulledOp,
     RemoveMembers,
     Role,
     UserEntry,
+    decode,
     dumps,
+    encode,
     roster_hash,
 )
 from protocol.e2e import MessageBody, MessageKind, OpRef
@@ -170,12 +175,24 @@ class Client:
                 self.save_session(None)  # a new session next time
             raise
 
+    def chain(self, conv: bytes, after: int) -> list[PulledOp]:
+        """The conversation's membership ops above seq ``after`` (SPEC.md section 9)."""
+        ops: list[PulledOp] = []
+        while True:
+            body = self.call("/v1/chain", encode(ChainRequest(conv, after)))
+            answer = decode(body, ChainResponse)
+            if answer.block is not None:
+                ops.extend(answer.block.ops)
+                after = answer.block.ops[-1].seq
+            if not answer.more or answer.block is None:
+                return ops
+
     # ------------------------------------------------------------ directory
 
     def lookup(self, phones: tuple[str, ...] = (), user_ids: tuple[int, ...] = (),
                device_ids: tuple[int, ...] = ()) -> list[UserEntry]:
         """Ask the directory; pin keys seen for the first time, report keys that changed."""
-        from protocol import DirectoryResponse, decode, encode
+        from protocol import DirectoryResponse
 
         request = DirectoryRequest(phones, user_ids, device_ids)
         answer = decode(self.call("/v1/directory", encode(request)), DirectoryResponse)

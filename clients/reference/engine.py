@@ -23,7 +23,7 @@ import dataclasses
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -119,7 +119,8 @@ class SyncEngine:
             try:
                 reply = self.client.call("/v1/sync", body)
                 response = decode(reply, SyncResponse, max_bytes=MAX_RESPONSE_BYTES)
-                self.resolve_authors(response)
+                extra = self.resolve_chains(response)
+                self.resolve_authors(response, extra)
             except ServerError as error:
                 wait = self.on_refusal(error, queued)
                 if wait is None:
@@ -133,7 +134,7 @@ class SyncEngine:
             self.report["round_trips"] += 1
             self.report["bytes_up"] += len(body)
             self.report["bytes_down"] += len(reply)
-            self.apply(queued, response)
+            self.apply(queued, response, extra)
             if progress is not None:
                 progress(self.report)
             if not self.store.db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone() \
@@ -186,19 +187,42 @@ class SyncEngine:
                                from_device=self.client.device_id, op_id=item.op_id)
         self.report["problems"] += 1
 
-    def resolve_authors(self, response: SyncResponse) -> None:
+    def resolve_chains(self, response: SyncResponse) -> list[tuple[bytes, PulledOp]]:
+        """Fetch the part of a membership chain we lack (we were just added to an existing
+        conversation, or re-added after a removal), so every change can be verified."""
+        extra: list[tuple[bytes, PulledOp]] = []
+        fetched: set[bytes] = set()
+        for block in response.blocks:
+            for pulled in block.ops:
+                op = pulled.op
+                if not isinstance(op, MembershipOp) or op.prev is None or block.conv in fetched:
+                    continue
+                before = self.store.roster_row(block.conv, pulled.seq - 1)
+                if before is not None and before[1] == op.prev:
+                    continue
+                after = self.store.db.execute(
+                    "SELECT coalesce(max(seq), 0) FROM rosters WHERE conv = ? AND seq < ?",
+                    (block.conv, PENDING_SEQ)).fetchone()[0]
+                extra += [(block.conv, p) for p in self.client.chain(block.conv, after)]
+                fetched.add(block.conv)
+        return extra
+
+    def resolve_authors(self, response: SyncResponse,
+                        extra: list[tuple[bytes, PulledOp]]) -> None:
         """Fetch the keys of authors we have not pinned yet (before applying anything)."""
         known = {row[0] for row in self.store.db.execute("SELECT device_id FROM devices")}
-        unknown = sorted({p.from_device for b in response.blocks for p in b.ops
-                          if p.from_device and p.from_device not in known})
+        authors = [p.from_device for b in response.blocks for p in b.ops]
+        authors += [p.from_device for _, p in extra]
+        unknown = sorted({a for a in authors if a and a not in known})
         for start in range(0, len(unknown), 64):
             self.client.lookup(device_ids=tuple(unknown[start : start + 64]))
 
     # ------------------------------------------------------------ applying
 
-    def apply(self, queued: list[Queued], response: SyncResponse) -> None:
+    def apply(self, queued: list[Queued], response: SyncResponse,
+              extra: Sequence[tuple[bytes, PulledOp]] = ()) -> None:
         me = self.client.device_id
-        pulled = [(block.conv, p) for block in response.blocks for p in block.ops]
+        pulled = [*extra, *((block.conv, p) for block in response.blocks for p in block.ops)]
         control = sorted((x for x in pulled if x[1].op.op_type in (0, 1)), key=lambda x: x[1].seq)
         content = sorted((x for x in pulled if x[1].op.op_type not in (0, 1)),
                          key=lambda x: x[1].seq)

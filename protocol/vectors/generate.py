@@ -35,6 +35,8 @@ from protocol import (  # noqa: E402
     AddMembers,
     AuthedRequest,
     AuthedResponse,
+    ChainRequest,
+    ChainResponse,
     ChallengeRequest,
     ChallengeResponse,
     ContentOp,
@@ -294,6 +296,9 @@ def valid_frames() -> list[tuple[str, str, Any]]:
                 DeviceEntry(290, public("server"), hpke_public("device_301"), revoked=True),
             )),
         ))),
+        ("chain-request", "chain-request", ChainRequest(CONV, after=999_001, budget=4096)),
+        ("chain-response", "chain-response", ChainResponse(
+            PullBlock(CONV, (PulledOp(999_950, 301, add),)), more=True)),
         ("error-bad-frame", "error", ErrorFrame(int(ErrorCode.BAD_FRAME), "op id must be >= 1")),
         ("error-unsupported-version", "error", ErrorFrame(
             int(ErrorCode.UNSUPPORTED_VERSION), "version 2 is not supported",

@@ -111,8 +111,14 @@ class WriteTx(ABC):
         """The highest op id stored for the device, 0 for none."""
 
     @abstractmethod
-    async def conversation(self, conv: bytes) -> ConversationRecord | None:
-        """The conversation with this wire id and its current roster, or None."""
+    async def conversation(self, conv: bytes, *, members: bool = True
+                           ) -> ConversationRecord | None:
+        """The conversation with this wire id, or None; its roster only if ``members``
+        (a roster can be large: content ops need one role, not the whole list)."""
+
+    @abstractmethod
+    async def member_role(self, conv_id: int, user_id: int) -> Role | None:
+        """The user's role in the conversation now, None if not a member."""
 
     @abstractmethod
     async def device_owners(self, device_ids: Sequence[int]) -> dict[int, tuple[int, bool]]:
@@ -132,10 +138,11 @@ class WriteTx(ABC):
         """Store one op; returns its sequence number."""
 
     @abstractmethod
-    async def set_roster(self, conv_id: int, head: bytes, members: Mapping[int, Role],
+    async def set_roster(self, conv_id: int, head: bytes, changed: Mapping[int, Role],
                          joined: Sequence[int], left: Sequence[int], seq: int) -> None:
-        """Replace the roster and head; open spans for ``joined`` and close them for ``left``
-        at ``seq`` (the seq of the membership op)."""
+        """Move the chain head; set the roles in ``changed`` (new members included), drop
+        ``left``; open spans for ``joined`` and close them for ``left`` at ``seq`` (the seq
+        of the membership op)."""
 
     @abstractmethod
     async def set_highest_op_id(self, device_id: int, op_id: int) -> None:
@@ -144,6 +151,10 @@ class WriteTx(ABC):
     @abstractmethod
     async def set_counter(self, session_id: int, counter: int) -> None:
         """Record the highest accepted request counter of a session."""
+
+    @abstractmethod
+    async def set_counters(self, counters: Mapping[int, int]) -> None:
+        """Record the highest accepted counters of many sessions at once."""
 
 
 class ReadTx(ABC):
@@ -158,6 +169,12 @@ class ReadTx(ABC):
                    limit: int) -> list[StoredRow]:
         """Up to ``limit`` ops of ``lane`` that this device may see, with ``after < seq <=
         upto``, in seq order, excluding the device's own ops (SPEC.md section 9)."""
+
+    @abstractmethod
+    async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
+                    ) -> list[StoredRow] | None:
+        """Up to ``limit`` membership ops of the conversation with seq above ``after``, in
+        seq order; None if the user was never a member (or it does not exist)."""
 
 
 class Storage(ABC):
@@ -211,12 +228,9 @@ class Storage(ABC):
         """Revoke a device and end its sessions; False if no such device."""
 
     @abstractmethod
-    async def add_challenge(self, device_id: int, nonce: bytes, expires_at: int) -> None:
-        """Remember a challenge issued to a device; only the newest few per device are kept."""
-
-    @abstractmethod
-    async def take_challenge(self, device_id: int, nonce: bytes, now: int) -> bool:
-        """Consume a challenge: True if it was issued to this device and is unexpired."""
+    async def use_challenge(self, nonce: bytes, expires_at: int, now: int) -> bool:
+        """Mark an answered challenge used until it expires: False if it was used before.
+        (Challenges are stateless until answered, so asking for one writes nothing.)"""
 
     @abstractmethod
     async def create_session(self, device_id: int, request_key: bytes, response_key: bytes,

@@ -31,7 +31,6 @@ from .interface import (
     Stats,
     Storage,
     StorageBusy,
-    StorageError,
     StorageFull,
     StorageUnavailable,
     StoredRow,
@@ -41,11 +40,14 @@ from .interface import (
 
 BUSY_TIMEOUT_MS = 5000
 READERS = 2
-MAX_ARMS = 400
-CHALLENGES_PER_DEVICE = 4  # subqueries per compound SELECT (SQLite allows 500)
+MAX_ARMS = 400  # subqueries per compound SELECT (SQLite allows 500)
 
 
-def _translate(exc: sqlite3.Error) -> StorageError:
+def _translate(exc: sqlite3.Error) -> Exception:
+    """Busy, full and I/O failures become ``StorageUnavailable`` (503, retry later);
+    anything else is a bug of ours and stays what it is (500)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return exc
     message = str(exc).lower()
     if "locked" in message or "busy" in message:
         return StorageBusy(str(exc))
@@ -103,14 +105,22 @@ class _SQLiteWrite(WriteTx):
         row = await self._one("SELECT highest_op_id FROM devices WHERE id = ?", device_id)
         return int(row[0]) if row else 0
 
-    async def conversation(self, conv: bytes) -> ConversationRecord | None:
+    async def conversation(self, conv: bytes, *, members: bool = True
+                           ) -> ConversationRecord | None:
         row = await self._one("SELECT id, broadcast, head FROM conversations WHERE conv = ?", conv)
         if row is None:
             return None
-        async with self.db.execute("SELECT user_id, role FROM members WHERE conv_id = ?",
-                                   (row[0],)) as cursor:
-            members = {user: Role(role) for user, role in await cursor.fetchall()}
-        return ConversationRecord(row[0], conv, bool(row[1]), row[2], members)
+        roster: dict[int, Role] = {}
+        if members:
+            async with self.db.execute("SELECT user_id, role FROM members WHERE conv_id = ?",
+                                       (row[0],)) as cursor:
+                roster = {user: Role(role) for user, role in await cursor.fetchall()}
+        return ConversationRecord(row[0], conv, bool(row[1]), row[2], roster)
+
+    async def member_role(self, conv_id: int, user_id: int) -> Role | None:
+        row = await self._one("SELECT role FROM members WHERE conv_id = ? AND user_id = ?",
+                              conv_id, user_id)
+        return None if row is None else Role(row[0])
 
     async def device_owners(self, device_ids: Sequence[int]) -> dict[int, tuple[int, bool]]:
         owners: dict[int, tuple[int, bool]] = {}
@@ -151,13 +161,15 @@ class _SQLiteWrite(WriteTx):
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    async def set_roster(self, conv_id: int, head: bytes, members: Mapping[int, Role],
+    async def set_roster(self, conv_id: int, head: bytes, changed: Mapping[int, Role],
                          joined: Sequence[int], left: Sequence[int], seq: int) -> None:
         await self.db.execute("UPDATE conversations SET head = ? WHERE id = ?", (head, conv_id))
-        await self.db.execute("DELETE FROM members WHERE conv_id = ?", (conv_id,))
         await self.db.executemany(
-            "INSERT INTO members (conv_id, user_id, role) VALUES (?, ?, ?)",
-            [(conv_id, user, int(role)) for user, role in members.items()])
+            "INSERT INTO members (conv_id, user_id, role) VALUES (?, ?, ?)"
+            " ON CONFLICT (conv_id, user_id) DO UPDATE SET role = excluded.role",
+            [(conv_id, user, int(role)) for user, role in changed.items()])
+        await self.db.executemany("DELETE FROM members WHERE conv_id = ? AND user_id = ?",
+                                  [(conv_id, user) for user in left])
         await self.db.executemany(
             "INSERT INTO spans (conv_id, user_id, joined_seq) VALUES (?, ?, ?)",
             [(conv_id, user, seq) for user in joined])
@@ -170,9 +182,12 @@ class _SQLiteWrite(WriteTx):
                               (op_id, device_id))
 
     async def set_counter(self, session_id: int, counter: int) -> None:
-        await self.db.execute(
+        await self.set_counters({session_id: counter})
+
+    async def set_counters(self, counters: Mapping[int, int]) -> None:
+        await self.db.executemany(
             "UPDATE sessions SET highest_counter = max(highest_counter, ?) WHERE id = ?",
-            (counter, session_id))
+            [(counter, session_id) for session_id, counter in counters.items()])
 
 
 class _SQLiteRead(ReadTx):
@@ -212,12 +227,14 @@ class _SQLiteRead(ReadTx):
                     ends[conv_id] = max(end, left)
             for conv_id, end in ends.items():
                 high = upto if end is None else min(upto, end)
+                if high <= after:
+                    continue  # nothing of this chain is above the cursor
                 arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = 0"
                              " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
                              (conv_id, after, high, device_id, limit)))
-            arms.append((f"SELECT {columns} FROM ops WHERE to_device = ? AND op_type = 1"
-                         " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                         (device_id, after, upto, limit)))
+            arms.append((f"SELECT {columns} FROM ops WHERE to_device = ? AND seq > ?"
+                         " AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
+                         (device_id, after, upto, device_id, limit)))
         else:
             op_type = lane + 1
             for conv_id, _, joined, left in spans:
@@ -241,6 +258,22 @@ class _SQLiteRead(ReadTx):
             rows = rows[:limit]
         return [StoredRow(seq, conv_of.get(conv_id, b""), op_type, device, op_id, fields)
                 for seq, conv_id, op_type, device, op_id, fields in rows]
+
+
+    async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
+                    ) -> list[StoredRow] | None:
+        async with self.db.execute(
+                "SELECT c.id FROM conversations c JOIN spans s ON s.conv_id = c.id"
+                " WHERE c.conv = ? AND s.user_id = ? LIMIT 1", (conv, user_id)) as cursor:
+            found = await cursor.fetchone()
+        if found is None:
+            return None
+        sql = ("SELECT seq, op_type, device_id, op_id, fields FROM ops WHERE conv_id = ?"
+               " AND op_type = 0 AND seq > ? ORDER BY seq LIMIT ?")
+        async with self.db.execute(sql, (found[0], after, limit)) as cursor:
+            rows = await cursor.fetchall()
+        return [StoredRow(seq, conv, op_type, device, op_id, bytes(fields))
+                for seq, op_type, device, op_id, fields in rows]
 
 
 class SQLiteStorage(Storage):
@@ -281,6 +314,8 @@ class SQLiteStorage(Storage):
             raise _translate(exc) from exc
 
     async def close(self) -> None:
+        while not self._readers.empty():
+            self._readers.get_nowait()
         for reader in self._reader_list:
             await reader.close()
         self._reader_list.clear()
@@ -317,8 +352,20 @@ class SQLiteStorage(Storage):
         return int(row[0]) if row and row[0] is not None else 0
 
     @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """The write lock, waited for no longer than the busy timeout (then 503)."""
+        try:
+            await asyncio.wait_for(self._write_lock.acquire(), self.busy_timeout_ms / 1000)
+        except TimeoutError as exc:
+            raise StorageBusy("writer busy past the busy timeout") from exc
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WriteTx]:
-        async with self._write_lock:
+        async with self._locked():
             db = self.writer
             try:
                 await db.execute("BEGIN IMMEDIATE")
@@ -354,7 +401,11 @@ class SQLiteStorage(Storage):
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         finally:
-            self._readers.put_nowait(db)
+            if db.in_transaction:  # a cancelled BEGIN may still have run: never hand it on
+                with suppress(sqlite3.Error):
+                    await db.rollback()
+            if db in self._reader_list:
+                self._readers.put_nowait(db)
 
     async def _read_one(self, sql: str, *args: Any) -> Any:
         db = await self._readers.get()
@@ -384,9 +435,14 @@ class SQLiteStorage(Storage):
             return cursor.rowcount
 
     async def check_writable(self) -> None:
-        async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
-            await tx.db.execute("DELETE FROM challenges WHERE expires_at < unixepoch()")
+        async with self._locked():
+            try:
+                await self.writer.execute("BEGIN IMMEDIATE")
+                await self.writer.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    await self.writer.rollback()
+                raise _translate(exc) from exc
 
     async def server_seed(self) -> bytes:
         row = await self._read_one("SELECT sign_seed FROM server_keys WHERE id = 1")
@@ -448,23 +504,13 @@ class SQLiteStorage(Storage):
             await tx.db.execute("DELETE FROM sessions WHERE device_id = ?", (device_id,))
             return True
 
-    async def add_challenge(self, device_id: int, nonce: bytes, expires_at: int) -> None:
+    async def use_challenge(self, nonce: bytes, expires_at: int, now: int) -> bool:
         async with self.transaction() as tx:
             assert isinstance(tx, _SQLiteWrite)
-            await tx.db.execute(
-                "INSERT INTO challenges (device_id, nonce, expires_at) VALUES (?, ?, ?)",
-                (device_id, nonce, expires_at))
-            await tx.db.execute(  # bounded state per device, whoever asks
-                "DELETE FROM challenges WHERE device_id = ? AND nonce NOT IN (SELECT nonce"
-                " FROM challenges WHERE device_id = ? ORDER BY expires_at DESC LIMIT ?)",
-                (device_id, device_id, CHALLENGES_PER_DEVICE))
-
-    async def take_challenge(self, device_id: int, nonce: bytes, now: int) -> bool:
-        async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            await tx.db.execute("DELETE FROM used_challenges WHERE expires_at < ?", (now,))
             cursor = await tx.db.execute(
-                "DELETE FROM challenges WHERE device_id = ? AND nonce = ? AND expires_at >= ?",
-                (device_id, nonce, now))
+                "INSERT OR IGNORE INTO used_challenges (nonce, expires_at) VALUES (?, ?)",
+                (nonce, expires_at))
             return cursor.rowcount == 1
 
     async def create_session(self, device_id: int, request_key: bytes, response_key: bytes,
@@ -522,7 +568,7 @@ class SQLiteStorage(Storage):
     async def backup(self, destination: Path) -> None:
         target = await aiosqlite.connect(str(destination))
         try:
-            async with self._write_lock:  # never copy a transaction in progress
+            async with self._locked():  # never copy a transaction in progress
                 await self.writer.backup(target)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc

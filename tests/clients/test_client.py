@@ -97,3 +97,24 @@ def test_send_needs_no_network(make_client: Callable[..., Client],
     amina.send(conv, "written while the server is down")
     assert amina.messages(conv)[-1]["pending"]
     assert amina.whoami()["pending_ops"] == 1
+
+
+def test_a_member_added_later_gets_and_verifies_the_whole_chain(
+        make_client: Callable[..., Client]) -> None:
+    amina, brian, chris = make_client(), make_client(), make_client()
+    team = amina.create_group("Team", [brian.phone])
+    amina.send(team, "before chris joined")
+    amina.sync()
+    own = chris.create_group("Chris's own", [brian.phone])
+    for n in range(5):
+        chris.send(own, f"busy {n}")
+    chris.sync()  # his cursor is now past the team's creation
+    assert min(chris.store.cursor.lanes) > 1
+    amina.add_member(team, chris.phone)
+    amina.send(team, "welcome chris")
+    amina.sync()
+    chris.sync()
+    assert chris.problems() == []
+    assert texts(chris, team) == ["welcome chris"]  # nothing from before he joined
+    members = next(g for g in chris.groups() if g["id"] == team.hex())["members"]
+    assert {m["user_id"] for m in members} == {amina.user_id, brian.user_id, chris.user_id}

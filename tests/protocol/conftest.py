@@ -41,6 +41,8 @@ RULE_TYPES: dict[str, Any] = {
     "sync-response": protocol.SyncResponse,
     "directory-request": protocol.DirectoryRequest,
     "directory-response": protocol.DirectoryResponse,
+    "chain-request": protocol.ChainRequest,
+    "chain-response": protocol.ChainResponse,
     "sealed-payload": SealedPayload,
     "envelope-key": EnvelopeKey,
     "message": MessageBody,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -16,8 +17,15 @@ from syncd.storage.sqlite import SQLiteStorage
 
 
 class BrokenStorage(SQLiteStorage):
-    async def add_challenge(self, device_id: int, nonce: bytes, expires_at: int) -> None:
+    async def register(self, code_hash: bytes, phone: str, sign_key: bytes, hpke_key: bytes,
+                       now: int) -> tuple[int, int]:
         raise RuntimeError("a bug in the storage layer")
+
+
+def register_vector() -> bytes:
+    vectors = json.loads((Path(__file__).resolve().parents[2] / "protocol" / "vectors"
+                          / "valid.json").read_text())["vectors"]
+    return bytes.fromhex(next(v["hex"] for v in vectors if v["name"] == "register-request"))
 
 
 def test_unexpected_exception_is_a_generic_500_with_a_request_id(
@@ -29,7 +37,7 @@ def test_unexpected_exception_is_a_generic_500_with_a_request_id(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.post("/v1/challenge", content=bytes.fromhex("8201182a"))
+                return await client.post("/v1/register", content=register_vector())
 
     with caplog.at_level(logging.ERROR, logger="syncd.http"):
         response = asyncio.run(run())

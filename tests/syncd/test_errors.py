@@ -14,11 +14,13 @@ import pytest
 from clients.reference.connection import ServerError
 from protocol import (
     AuthedRequest,
+    AuthedResponse,
     ContentOp,
     Cursor,
     ErrorCode,
     ErrorFrame,
     OpType,
+    ProtocolError,
     Role,
     SyncRequest,
     decode,
@@ -80,7 +82,11 @@ def raw(server: ServerProcess, path: str, body: bytes) -> httpx.Response:
 
 
 def error_of(response: httpx.Response) -> ErrorFrame:
-    return decode(response.content, ErrorFrame)
+    """The error frame of a refusal, plain or tagged (inside an authed response)."""
+    try:
+        return decode(response.content, ErrorFrame)
+    except ProtocolError:
+        return decode(decode(response.content, AuthedResponse).body, ErrorFrame)
 
 
 def authed_raw(device: Device, body: bytes) -> ServerError:

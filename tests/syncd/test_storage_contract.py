@@ -88,18 +88,14 @@ def test_revoke_ends_sessions(run: Callable[[Scenario], None]) -> None:
     run(scenario)
 
 
-def test_challenges_are_single_use_expire_and_are_bounded(run: Callable[[Scenario], None]) -> None:
+def test_answered_challenges_are_single_use_until_they_expire(
+        run: Callable[[Scenario], None]) -> None:
     async def scenario(storage: Storage) -> None:
-        await storage.add_challenge(7, b"n" * 16, 200)
-        assert not await storage.take_challenge(7, b"n" * 16, 201)  # expired
-        await storage.add_challenge(7, b"m" * 16, 300)
-        assert not await storage.take_challenge(8, b"m" * 16, 100)  # another device
-        assert await storage.take_challenge(7, b"m" * 16, 100)
-        assert not await storage.take_challenge(7, b"m" * 16, 100)  # used
-        for n in range(10):
-            await storage.add_challenge(7, bytes([n]) * 16, 300 + n)
-        assert not await storage.take_challenge(7, bytes([0]) * 16, 100)  # evicted
-        assert await storage.take_challenge(7, bytes([9]) * 16, 100)
+        assert await storage.use_challenge(b"n" * 16, 200, 100)
+        assert not await storage.use_challenge(b"n" * 16, 200, 150)  # used
+        assert await storage.use_challenge(b"m" * 16, 300, 150)
+        # Once expired, the record is dropped; an expired nonce is refused before this.
+        assert await storage.use_challenge(b"n" * 16, 400, 250)
     run(scenario)
 
 

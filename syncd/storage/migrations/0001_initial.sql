@@ -31,12 +31,11 @@ CREATE TABLE invites (
     used_at     INTEGER
 );
 
-CREATE TABLE challenges (
-    device_id   INTEGER NOT NULL,
-    nonce       BLOB NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    PRIMARY KEY (device_id, nonce)
+CREATE TABLE used_challenges (                -- answered challenges, until they expire
+    nonce       BLOB PRIMARY KEY,
+    expires_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX used_challenges_expiry ON used_challenges (expires_at);
 
 CREATE TABLE sessions (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -82,7 +81,7 @@ CREATE TABLE ops (
     digest      BLOB NOT NULL,               -- SHA-256 of the pushed bytes, for replays
     UNIQUE (device_id, op_id)
 );
--- Pulls: per conversation and type, in seq order (envelopes excluded) ...
-CREATE INDEX ops_stream ON ops (conv_id, op_type, seq) WHERE op_type != 1;
+-- Pulls: per conversation and type, in seq order ...
+CREATE INDEX ops_stream ON ops (conv_id, op_type, seq);
 -- ... and each device's key envelopes, in seq order.
-CREATE INDEX ops_inbox ON ops (to_device, seq) WHERE op_type = 1;
+CREATE INDEX ops_inbox ON ops (to_device, seq) WHERE to_device IS NOT NULL;
