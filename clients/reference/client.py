@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,7 @@ from .store import LAST_SEQ, PENDING_SEQ, Store
 __all__ = ["Client", "ClientError"]
 
 PLACEHOLDER = bytes(64)
+REFRESH_SECONDS = 15 * 60  # how often sync re-reads the directory for the groups we run
 
 
 class ClientError(Exception):
@@ -288,7 +290,46 @@ class Client:
         for op_id, (device, hpke_key) in zip(op_ids, devices, strict=True):
             sealed = seal_key_for_device(hpke_key, conv, self.device_id, device, epoch, key)
             ops.append(self._sign(conv, EnvelopeOp(op_id, device, sealed, PLACEHOLDER)))
+            db.execute("INSERT OR IGNORE INTO key_holders VALUES (?, ?, ?)", (conv, epoch, device))
         return ops
+
+    def refresh_keys(self) -> dict[str, int]:
+        """Keep conversations we administer keyed right (SPEC.md section 10):
+        a member's new device gets the current epoch (not history); a revoked
+        device of a member starts a new epoch that it never receives. Needs the
+        directory, so ``sync`` runs it now and then, not on every round trip."""
+        report = {"devices_keyed": 0, "epochs_started": 0}
+        for (conv,) in self.store.db.execute("SELECT conv FROM conversations").fetchall():
+            conv = bytes(conv)
+            roster = self.store.current_roster(conv)
+            if roster is None or roster.get(self.user_id) is not Role.ADMIN:
+                continue
+            users = sorted(roster)
+            for start in range(0, len(users), 64):
+                self.lookup(user_ids=tuple(users[start : start + 64]))
+            try:
+                epoch, key = self._current_key(conv)
+            except ClientError:
+                continue
+            holders = {row[0] for row in self.store.db.execute(
+                "SELECT device_id FROM key_holders WHERE conv = ? AND epoch = ?", (conv, epoch))}
+            revoked = {row[0] for row in self.store.db.execute(
+                "SELECT device_id FROM devices WHERE revoked = 1")}
+            live = [d for d in self.devices_of(set(roster)) if d[0] != self.device_id]
+            with self.store.transaction() as db:
+                if holders & revoked:
+                    op_ids = self.store.next_op_ids(db, len(live))
+                    fresh = self._new_epoch_key(db, conv, epoch + 1, op_ids[0] if op_ids else 0)
+                    self._queue(db, conv, self._envelopes(db, conv, op_ids, live, epoch + 1,
+                                                          fresh))
+                    report["epochs_started"] += 1
+                    continue
+                missing = [d for d in live if d[0] not in holders]
+                op_ids = self.store.next_op_ids(db, len(missing))
+                self._queue(db, conv, self._envelopes(db, conv, op_ids, missing, epoch, key))
+                report["devices_keyed"] += len(missing)
+        self.store.put("refreshed_at", int(time.time()))
+        return report
 
     def _head(self, conv: bytes) -> bytes | None:
         """The chain head our next membership change builds on (our pending ones included)."""
@@ -484,10 +525,18 @@ class Client:
     # ------------------------------------------------------------ sync
 
     def sync(self, *, budget: int = 16 * 1024, timeout: float = 120.0,
-             progress: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+             progress: Callable[[dict[str, int]], None] | None = None,
+             refresh_every: float = REFRESH_SECONDS) -> dict[str, int]:
         from .engine import SyncEngine
 
-        return SyncEngine(self).run(budget=budget, timeout=timeout, progress=progress)
+        engine = SyncEngine(self)
+        report = engine.run(budget=budget, timeout=timeout, progress=progress)
+        if time.time() - int(self.store.get("refreshed_at", 0)) >= refresh_every:
+            keyed = self.refresh_keys()
+            if keyed["devices_keyed"] or keyed["epochs_started"]:
+                more = SyncEngine(self).run(budget=budget, timeout=timeout, progress=progress)
+                report = {name: report[name] + more[name] for name in report}
+        return report
 
 
 def _now() -> int:

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS rosters (           -- every verified roster, by the 
 CREATE TABLE IF NOT EXISTS epoch_keys (
     conv BLOB NOT NULL, epoch INTEGER NOT NULL, from_device INTEGER NOT NULL,
     key BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (conv, epoch, from_device));
+CREATE TABLE IF NOT EXISTS key_holders (       -- devices we sealed an epoch key to
+    conv BLOB NOT NULL, epoch INTEGER NOT NULL, device_id INTEGER NOT NULL,
+    PRIMARY KEY (conv, epoch, device_id));
 CREATE TABLE IF NOT EXISTS outbox (
     op_id INTEGER PRIMARY KEY, conv BLOB NOT NULL, op BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS applied (

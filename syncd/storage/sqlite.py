@@ -194,6 +194,7 @@ class _SQLiteRead(ReadTx):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
         self._spans: dict[int, list[tuple[int, bytes, int, int | None]]] = {}
+        self._device_joined: dict[int, int] = {}
 
     async def high_water(self) -> int:
         async with self.db.execute("SELECT max(seq) FROM ops") as cursor:
@@ -213,6 +214,12 @@ class _SQLiteRead(ReadTx):
                    limit: int) -> list[StoredRow]:
         spans = await self._spans_of(user_id)
         conv_of = {conv_id: conv for conv_id, conv, _, _ in spans}
+        if device_id not in self._device_joined:
+            async with self.db.execute("SELECT joined_seq FROM devices WHERE id = ?",
+                                       (device_id,)) as cursor:
+                row = await cursor.fetchone()
+            self._device_joined[device_id] = int(row[0]) if row else 0
+        device_joined = self._device_joined[device_id]
         columns = "seq, conv_id, op_type, device_id, op_id, fields"
         arms: list[tuple[str, tuple[Any, ...]]] = []
         if lane == 0:
@@ -239,7 +246,7 @@ class _SQLiteRead(ReadTx):
             op_type = lane + 1
             for conv_id, _, joined, left in spans:
                 high = upto if left is None else min(upto, left - 1)
-                low = max(after, joined)
+                low = max(after, joined, device_joined)  # no history for a new device
                 if high <= low:
                     continue
                 arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = ?"
@@ -474,7 +481,8 @@ class SQLiteStorage(Storage):
             row = await tx._one("SELECT id FROM users WHERE phone = ?", phone)
             user_id = int(row[0])
             cursor = await db.execute(
-                "INSERT INTO devices (user_id, sign_key, hpke_key, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO devices (user_id, sign_key, hpke_key, created_at, joined_seq)"
+                " VALUES (?, ?, ?, ?, (SELECT coalesce(max(seq), 0) FROM ops))",
                 (user_id, sign_key, hpke_key, now))
             assert cursor.lastrowid is not None
             return user_id, cursor.lastrowid

@@ -118,3 +118,32 @@ def test_a_member_added_later_gets_and_verifies_the_whole_chain(
     assert texts(chris, team) == ["welcome chris"]  # nothing from before he joined
     members = next(g for g in chris.groups() if g["id"] == team.hex())["members"]
     assert {m["user_id"] for m in members} == {amina.user_id, brian.user_id, chris.user_id}
+
+
+def test_a_new_device_gets_the_current_epoch_and_a_revoked_one_forces_a_new_one(
+        server: ServerProcess, make_client: Callable[..., Client]) -> None:
+    import asyncio
+
+    from syncd import admin
+
+    amina, brian = make_client(), make_client("+254733200002")
+    conv = amina.create_group("Team", [brian.phone])
+    amina.send(conv, "history the tablet will not get")
+    settle(amina, brian)
+    tablet = make_client("+254733200002")  # brian's new device
+    assert amina.refresh_keys() == {"devices_keyed": 1, "epochs_started": 0}
+    amina.send(conv, "for every device")
+    settle(amina, brian, tablet)
+    assert texts(tablet, conv) == ["for every device"]
+    assert tablet.problems() == []
+    asyncio.run(admin.revoke(str(server.db), tablet.device_id))
+    epoch_before = amina._current_key(conv)[0]
+    assert amina.refresh_keys() == {"devices_keyed": 0, "epochs_started": 1}
+    assert amina._current_key(conv)[0] == epoch_before + 1
+    amina.send(conv, "after the revocation")
+    settle(amina, brian)
+    assert texts(brian, conv)[-1] == "after the revocation"
+    addressed = {row[0] for row in amina.store.db.execute(
+        "SELECT device_id FROM key_holders WHERE conv = ? AND epoch = ?",
+        (conv, epoch_before + 1))}
+    assert tablet.device_id not in addressed and brian.device_id in addressed

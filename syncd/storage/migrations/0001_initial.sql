@@ -19,7 +19,8 @@ CREATE TABLE devices (
     hpke_key        BLOB NOT NULL,
     created_at      INTEGER NOT NULL,
     revoked_at      INTEGER,
-    highest_op_id   INTEGER NOT NULL DEFAULT 0
+    highest_op_id   INTEGER NOT NULL DEFAULT 0,
+    joined_seq      INTEGER NOT NULL DEFAULT 0   -- the device sees no content before this
 );
 CREATE INDEX devices_user ON devices (user_id);
 
