@@ -39,12 +39,16 @@ async def _with_storage(db: str, action: Callable[[Storage], Awaitable[Any]]) ->
         await storage.close()
 
 
-async def invite(db: str, phone: str, ttl: int) -> dict[str, Any]:
+def check_phone_text(phone: str) -> None:
     try:
         check_phone(phone)
     except Exception as exc:
         raise AdminError(f"{phone!r} is not a phone number in E.164 form, like +254700000001") \
             from exc
+
+
+async def invite(db: str, phone: str, ttl: int) -> dict[str, Any]:
+    check_phone_text(phone)
     if ttl <= 0:
         raise AdminError("--ttl must be positive")
     code = new_code()

@@ -1,7 +1,7 @@
 """Command line of the syncd server (``syncd``).
 
     syncd serve [--host H] [--port P] [--db PATH]
-    syncd admin --db PATH invite PHONE [--ttl SECONDS]
+    syncd admin --db PATH invite PHONE [PHONE ...] [--ttl SECONDS]
     syncd admin --db PATH devices PHONE
     syncd admin --db PATH revoke DEVICE_ID
     syncd admin --db PATH stats
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     actions = tool.add_subparsers(dest="action", required=True)
     invite = actions.add_parser("invite", help="print a one-time enrolment code for a phone")
     invite.add_argument("phone")
+    invite.add_argument("more_phones", nargs="*", metavar="PHONE",
+                        help="more phones: one code per line, in the same order")
     invite.add_argument("--ttl", type=int, default=admin.DEFAULT_INVITE_TTL,
                         help="seconds until the code expires (7 days)")
     devices = actions.add_parser("devices", help="list a user's devices")
@@ -59,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run_admin(args: argparse.Namespace) -> int:
     db = args.db or os.environ.get("SYNCD_DB") or Settings().db
     try:
-        if args.action == "invite":
+        if args.action == "invite" and args.more_phones:
+            for phone in args.more_phones:
+                admin.check_phone_text(phone)  # all valid, or no code at all
+            invites = [asyncio.run(admin.invite(db, phone, args.ttl))
+                       for phone in [args.phone, *args.more_phones]]
+            result = {"invites": invites}
+            text = "\n".join(item["code"] for item in invites)
+        elif args.action == "invite":
             result = asyncio.run(admin.invite(db, args.phone, args.ttl))
             text = result["code"]
         elif args.action == "devices":
