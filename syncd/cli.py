@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import admin
 from .config import Settings
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_admin(args: argparse.Namespace) -> int:
     db = args.db or os.environ.get("SYNCD_DB") or Settings().db
+    result: dict[str, Any]
     try:
         if args.action == "invite" and args.more_phones:
             for phone in args.more_phones:
