@@ -393,6 +393,8 @@ class _PushApplier:
             return await self.tx.insert_op(record.conv_id, int(op.op_type), device, op.op_id,
                                            None, dumps(op.fields(pulled=True)), digest)
         assert isinstance(op, EnvelopeOp) and op.to_device is not None
+        if role is not Role.ADMIN:
+            raise _refuse(ErrorCode.FORBIDDEN, "only admins hand out conversation keys")
         owner = (await self.tx.device_owners([op.to_device])).get(op.to_device)
         if owner is None or owner[1] or await self._role(conv, record, owner[0]) is None:
             raise _refuse(ErrorCode.NOT_FOUND, "no such device in this conversation")

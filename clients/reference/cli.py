@@ -144,12 +144,14 @@ def dispatch(client: Client, args: argparse.Namespace) -> int:
     elif args.command == "send":
         print(client.send(parse_conv(args.conv), args.text, announce=args.announce))
     elif args.command == "sync":
-        before = len(client.problems())
+        before, seen = len(client.problems()), len(client.notices())
         report = client.sync(budget=args.budget, timeout=args.timeout, progress=progress)
         if sys.stderr.isatty():
             print(file=sys.stderr)
         for problem in client.problems()[before:]:
             print(f"warning: {problem['reason']}", file=sys.stderr)
+        for notice in client.notices()[seen:]:
+            print(f"notice: {notice}", file=sys.stderr)
         print(f"synced: {report['pushed']} sent, {report['pulled']} received in "
               f"{report['round_trips']} round trips")
     elif args.command == "messages":
@@ -161,7 +163,9 @@ def dispatch(client: Client, args: argparse.Namespace) -> int:
             for m in listed))
     else:
         found = client.problems()
-        emit(found, args.json, "\n".join(p["reason"] for p in found))
+        notices = client.notices()
+        emit({"problems": found, "notices": notices}, args.json,
+             "\n".join([*(p["reason"] for p in found), *notices]))
     return 0
 
 

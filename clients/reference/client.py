@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from protocol import (
     AddMembers,
     ChainRequest,
@@ -47,7 +49,7 @@ from protocol import (
 from protocol.e2e import MessageBody, MessageKind, OpRef
 from protocol.ops import Op, push_op_to_value
 
-from .connection import Connection, ServerError, Session
+from .connection import Connection, ResponseForged, ServerError, Session
 from .crypto import DeviceKeys, encrypt_payload, seal_key_for_device, sign_op
 from .store import LAST_SEQ, PENDING_SEQ, Store
 
@@ -98,7 +100,13 @@ class Client:
         if store.get("device_id") is not None:
             store.close()
             raise ClientError(f"{home} already holds a device; use another --home")
-        keys = DeviceKeys.generate()
+        # Keys reach the disk before the server hears of them: a crash here leaves a
+        # home that init can finish with the same keys, not a spent code.
+        if store.key_path.exists():
+            keys = store.load_keys()
+        else:
+            keys = DeviceKeys.generate()
+            store.save_keys(keys)
         with Connection(server, timeout=timeout) as connection:
             try:
                 answer = connection.register(phone, code, keys)
@@ -106,9 +114,6 @@ class Client:
                 store.close()
                 raise ClientError(f"the server refused the enrolment: {error.frame.message}") \
                     from error
-        if store.key_path.exists():
-            store.key_path.unlink()
-        store.save_keys(keys)
         with store.transaction() as db:
             for key, value in (("server", server), ("phone", phone),
                                ("user_id", answer.user_id), ("device_id", answer.device_id),
@@ -210,15 +215,23 @@ class Client:
         row = db.execute("SELECT sign_key, hpke_key FROM devices WHERE device_id = ?",
                          (device_id,)).fetchone()
         if row is None:
+            known = db.execute("SELECT 1 FROM devices WHERE user_id = ? LIMIT 1",
+                               (user.user_id,)).fetchone()
             db.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
                        (device_id, user.user_id, user.phone, sign_key, hpke_key, int(revoked)))
+            if known and not revoked:
+                # The server could add a device behind a user's back: always said out loud.
+                db.execute("INSERT INTO notices (text) VALUES (?)",
+                           (f"NEW DEVICE {device_id} for {user.phone}: compare safety numbers "
+                            "if you did not expect it",))
             return
         if bytes(row[0]) != sign_key or bytes(row[1]) != hpke_key:
-            # Never accepted silently: the pinned key stays, the change is reported.
-            db.execute("INSERT OR IGNORE INTO key_changes VALUES (?, ?, ?)",
-                       (device_id, bytes(row[0]), sign_key))
-            self.store.problem(db, f"KEY CHANGED for device {device_id} of {user.phone}: "
-                                   "the new key is not trusted", from_device=device_id)
+            # Never accepted silently: the pinned key stays, the change is reported (once).
+            changed = db.execute("INSERT OR IGNORE INTO key_changes VALUES (?, ?, ?)",
+                                 (device_id, bytes(row[0]), sign_key))
+            if changed.rowcount:
+                self.store.problem(db, f"KEY CHANGED for device {device_id} of {user.phone}: "
+                                       "the new key is not trusted", from_device=device_id)
         if revoked:
             db.execute("UPDATE devices SET revoked = 1 WHERE device_id = ?", (device_id,))
 
@@ -261,20 +274,30 @@ class Client:
     # ------------------------------------------------------------ queueing ops
 
     def _queue(self, db: sqlite3.Connection, conv: bytes, ops: list[Op]) -> None:
+        """Queue the ops one command built; if the server refuses one for good, the
+        whole batch goes (an envelope without its removal must not travel alone)."""
+        if not ops:
+            return
+        batch = ops[0].op_id
         for op in ops:
-            db.execute("INSERT INTO outbox (op_id, conv, op) VALUES (?, ?, ?)",
-                       (op.op_id, conv, dumps(push_op_to_value(op))))
+            db.execute("INSERT INTO outbox (op_id, conv, op, batch) VALUES (?, ?, ?, ?)",
+                       (op.op_id, conv, dumps(push_op_to_value(op)), batch))
 
     def _sign(self, conv: bytes, op: Op) -> Op:
         return sign_op(self.keys, conv, self.device_id, op)
 
     def _current_key(self, conv: bytes) -> tuple[int, bytes]:
-        row = self.store.db.execute(
-            "SELECT epoch, key FROM epoch_keys WHERE conv = ? ORDER BY epoch DESC, seq ASC,"
-            " from_device ASC LIMIT 1", (conv,)).fetchone()
-        if row is None:
-            raise ClientError("no key for this conversation yet: sync first")
-        return int(row[0]), bytes(row[1])
+        """The key to send with: the highest epoch sealed by someone still an admin (or by
+        us), lowest seq first (SPEC.md section 10). A removed member's keys are never used."""
+        roster = self.store.current_roster(conv) or {}
+        for epoch, key, device in self.store.db.execute(
+                "SELECT epoch, key, from_device FROM epoch_keys WHERE conv = ?"
+                " ORDER BY epoch DESC, seq ASC, from_device ASC", (conv,)):
+            owner = self.store.db.execute("SELECT user_id FROM devices WHERE device_id = ?",
+                                          (device,)).fetchone()
+            if device == self.device_id or (owner and roster.get(owner[0]) is Role.ADMIN):
+                return int(epoch), bytes(key)
+        raise ClientError("no key for this conversation yet: sync first")
 
     def _content(self, conv: bytes, op_id: int, op_type: OpType, body: MessageBody) -> ContentOp:
         epoch, key = self._current_key(conv)
@@ -313,11 +336,17 @@ class Client:
                 continue
             holders = {row[0] for row in self.store.db.execute(
                 "SELECT device_id FROM key_holders WHERE conv = ? AND epoch = ?", (conv, epoch))}
+            marks = ",".join("?" * len(users))
             revoked = {row[0] for row in self.store.db.execute(
-                "SELECT device_id FROM devices WHERE revoked = 1")}
+                f"SELECT device_id FROM devices WHERE revoked = 1 AND user_id IN ({marks})"
+                " AND device_id NOT IN (SELECT device_id FROM handled_revocations)", users)}
             live = [d for d in self.devices_of(set(roster)) if d[0] != self.device_id]
             with self.store.transaction() as db:
-                if holders & revoked:
+                if revoked:
+                    # Whoever started the current epoch, a member's revoked device may hold
+                    # it: start a new one that it never gets.
+                    db.executemany("INSERT OR IGNORE INTO handled_revocations VALUES (?)",
+                                   [(device,) for device in revoked])
                     op_ids = self.store.next_op_ids(db, len(live))
                     fresh = self._new_epoch_key(db, conv, epoch + 1, op_ids[0] if op_ids else 0)
                     self._queue(db, conv, self._envelopes(db, conv, op_ids, live, epoch + 1,
@@ -381,8 +410,8 @@ class Client:
             key = self._new_epoch_key(db, conv, 0, op_ids[0])
             envelopes = self._envelopes(db, conv, op_ids[1:-1], devices, 0, key)
             title = MessageBody(MessageKind.TITLE, name, sent_at=_now())
-            self._queue(db, conv, [create, *envelopes])
-            self._queue(db, conv, [self._content(conv, op_ids[-1], OpType.CHAT, title)])
+            named = self._content(conv, op_ids[-1], OpType.CHAT, title)
+            self._queue(db, conv, [create, *envelopes, named])
             self._record_message(db, conv, op_ids[-1], title)
         return conv
 
@@ -450,7 +479,7 @@ class Client:
         for text, seq, author in self.store.db.execute(
                 "SELECT text, seq, author FROM messages WHERE conv = ? AND kind = ?"
                 " ORDER BY coalesce(seq, ?) DESC", (conv, int(MessageKind.TITLE), PENDING_SEQ)):
-            roster = self.store.roster_at(conv, PENDING_SEQ if seq is None else seq) or {}
+            roster = self.store.roster_at(conv, LAST_SEQ if seq is None else seq) or {}
             if roster.get(author) is Role.ADMIN:
                 return str(text)
         return None
@@ -472,6 +501,9 @@ class Client:
         return f"{self.device_id}:{op_id}"
 
     def messages(self, conv: bytes) -> list[dict[str, Any]]:
+        if self.store.db.execute("SELECT 1 FROM conversations WHERE conv = ?",
+                                 (conv,)).fetchone() is None:
+            raise ClientError("no such conversation here (sync first, or check the id)")
         rows = self.store.db.execute(
             "SELECT from_device, op_id, seq, author, kind, text, reply_device, reply_op,"
             " target_device, target_op, sent_at FROM messages WHERE conv = ?"
@@ -480,21 +512,21 @@ class Client:
         order: list[tuple[int, int]] = []
         for (device, op_id, seq, author, kind, text, r_dev, r_op, t_dev, t_op,
              sent_at) in rows:
-            if kind == MessageKind.TEXT:
+            if kind == MessageKind.TEXT or kind >= FIRST_FORM_KIND:
                 texts[(device, op_id)] = {
                     "id": f"{device}:{op_id}", "seq": seq, "sender_phone": self._phone_of(device),
-                    "sender_device": device, "author": author,
-                    "time": None if sent_at is None else
-                    datetime.fromtimestamp(sent_at, UTC).isoformat().replace("+00:00", "Z"),
+                    "sender_device": device, "author": author, "time": _iso(sent_at),
                     "text": text, "reply_to": None if r_dev is None else f"{r_dev}:{r_op}",
-                    "edited": False, "deleted": False, "pending": seq is None}
+                    "edited": False, "deleted": False, "pending": seq is None,
+                    "unsupported": kind != MessageKind.TEXT}
                 order.append((device, op_id))
             elif kind in (MessageKind.EDIT, MessageKind.DELETE):
                 target = texts.get((t_dev, t_op))
                 if target is None or target["author"] != author:
                     continue  # only the author's own edits count
-                if kind == MessageKind.EDIT and not target["deleted"]:
-                    target.update(text=text, edited=True)
+                # In seq order, so the one with the highest seq wins.
+                if kind == MessageKind.EDIT:
+                    target.update(text=text, edited=True, deleted=False)
                 else:
                     target.update(text=None, deleted=True)
         result = []
@@ -515,6 +547,10 @@ class Client:
                 for seq, conv, device, op_id, reason in self.store.db.execute(
                     "SELECT seq, conv, from_device, op_id, reason FROM problems ORDER BY id")]
 
+    def notices(self) -> list[str]:
+        """Things the person should know: new devices of the people they talk to."""
+        return [row[0] for row in self.store.db.execute("SELECT text FROM notices ORDER BY id")]
+
     def whoami(self) -> dict[str, Any]:
         pending = self.store.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         return {"server": self.store.get("server"), "phone": self.phone,
@@ -532,7 +568,10 @@ class Client:
         engine = SyncEngine(self)
         report = engine.run(budget=budget, timeout=timeout, progress=progress)
         if time.time() - int(self.store.get("refreshed_at", 0)) >= refresh_every:
-            keyed = self.refresh_keys()
+            try:
+                keyed = self.refresh_keys()
+            except (ClientError, ServerError, ResponseForged, httpx.HTTPError, OSError):
+                return report  # the sync itself is done; the refresh waits for next time
             if keyed["devices_keyed"] or keyed["epochs_started"]:
                 more = SyncEngine(self).run(budget=budget, timeout=timeout, progress=progress)
                 report = {name: report[name] + more[name] for name in report}
@@ -541,4 +580,17 @@ class Client:
 
 def _now() -> int:
     return int(datetime.now(UTC).timestamp())
+
+
+FIRST_FORM_KIND = 16
+
+
+def _iso(sent_at: int | None) -> str | None:
+    """The sender's clock as ISO 8601, or None when it is absent or absurd."""
+    if sent_at is None:
+        return None
+    try:
+        return datetime.fromtimestamp(sent_at, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
 

@@ -38,16 +38,18 @@ from protocol import (
     ProtocolError,
     PulledOp,
     PushBlock,
+    Role,
     Roster,
     SyncRequest,
     SyncResponse,
     decode,
+    dumps,
     encode,
     loads,
     op_signing_input,
     roster_hash,
 )
-from protocol.e2e import MessageBody, SealedPayload
+from protocol.e2e import FORM_KINDS, MessageBody, SealedPayload
 from protocol.limits import MAX_RESPONSE_BYTES
 from protocol.ops import Op, push_op_from_value
 
@@ -56,6 +58,8 @@ from .crypto import CryptoError, decrypt_payload, open_key_envelope, signature_v
 from .store import PENDING_SEQ
 
 MAX_OPS_PER_ROUND = 64
+MAX_FIRST_EPOCH = 2**32  # the first key a device gets may be of any sane epoch
+PARKED = "parked"
 MAX_PUSH_BYTES = 192 * 1024
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
@@ -86,6 +90,9 @@ class SyncEngine:
         self.store = client.store
         self.report = {"round_trips": 0, "pushed": 0, "pulled": 0, "bytes_up": 0,
                        "bytes_down": 0, "problems": 0}
+        self.max_ops = MAX_OPS_PER_ROUND
+        self.revoked_answers = 0
+        self.new_keys: set[bytes] = set()
 
     # ------------------------------------------------------------ the loop
 
@@ -94,7 +101,7 @@ class SyncEngine:
         size = 0
         for op_id, conv, raw in self.store.db.execute(
                 "SELECT op_id, conv, op FROM outbox ORDER BY op_id LIMIT ?",
-                (MAX_OPS_PER_ROUND,)):
+                (self.max_ops,)):
             size += len(raw)
             if queued and size > MAX_PUSH_BYTES:
                 break
@@ -106,6 +113,8 @@ class SyncEngine:
         deadline = time.monotonic() + timeout
         backoff = FIRST_BACKOFF
         while True:
+            if time.monotonic() > deadline:
+                self.pause(deadline, 0)  # raises SyncIncomplete, saying how far it got
             queued = self.outbox()
             blocks: list[PushBlock] = []
             for item in queued:  # consecutive ops of one conversation share a block
@@ -153,13 +162,25 @@ class SyncEngine:
         return min(backoff * 2, MAX_BACKOFF)
 
     def on_refusal(self, error: ServerError, queued: list[Queued]) -> float | None:
-        """What to do about a refused sync: None to retry now, else seconds to wait."""
+        """What to do about a refused sync: None to retry now (after progress), else seconds
+        to wait (through the backoff, which keeps to the deadline)."""
         code = error.code
+        if error.status == 413:
+            if self.max_ops == 1 and queued:
+                self.drop(queued[0], "too large for this server")
+                return None
+            self.max_ops = max(1, self.max_ops // 2)  # smaller pushes
+            return None
         if error.status == 401:
-            if code is ErrorCode.DEVICE_REVOKED and error.authenticated:
-                raise SyncRefused("this device was revoked by the operator") from error
-            return None if code is not ErrorCode.DEVICE_REVOKED else 1.0  # new session
-        if not error.authenticated:
+            if code is ErrorCode.DEVICE_REVOKED:
+                self.revoked_answers += 1
+                if error.authenticated:
+                    raise SyncRefused("this device was revoked by the operator") from error
+                if self.revoked_answers >= 3:  # said again and again, though unverified
+                    raise SyncRefused("the server says this device was revoked (unverified); "
+                                      "nothing was dropped") from error
+            return 0.2  # a new session next round, never in a tight loop
+        if not error.authenticated or error.status >= 500:
             # A plain error frame could be forged on the path: only ever retry.
             return float(min(error.frame.retry_after or 1, 60))
         if error.status in (429, 503):
@@ -167,24 +188,38 @@ class SyncEngine:
         if code is ErrorCode.CURSOR_AHEAD:
             self.store.put("cursor", [0, 0, 0, 0])
             return None
+        if code in (ErrorCode.OP_CONFLICT, ErrorCode.OP_OUT_OF_ORDER):
+            # Our op ids went backwards (a restored state.db?): sending more could reuse a
+            # nonce. Stop; this home must be re-enrolled as a new device.
+            raise SyncRefused("the server already holds other ops with these op ids: this "
+                              "home's state is older than the server's; enrol it again as a new "
+                              "device") from error
         index = error.frame.op_index
         if index is not None and 0 <= index < len(queued) and 400 <= error.status < 500:
-            self.drop(queued[index], error.frame.message)
+            hint = ("another admin changed the members at the same time; run the command "
+                    "again" if code is ErrorCode.ROSTER_CONFLICT else error.frame.message)
+            self.drop(queued[index], hint)
             return None
         raise SyncRefused(f"the server refused the sync: {error.frame.message}") from error
 
     def drop(self, item: Queued, reason: str) -> None:
-        """The server refused one queued op for good: take it out and say so."""
+        """The server refused one queued op for good: take out the whole batch it was
+        queued with (a removal with its new epoch's envelopes, say) and say so."""
+        me = self.client.device_id
         with self.store.transaction() as db:
-            db.execute("DELETE FROM outbox WHERE op_id = ?", (item.op_id,))
-            db.execute("DELETE FROM messages WHERE from_device = ? AND op_id = ?",
-                       (self.client.device_id, item.op_id))
-            db.execute("DELETE FROM rosters WHERE conv = ? AND seq = ?",
-                       (item.conv, PENDING_SEQ + item.op_id))
-            db.execute("DELETE FROM epoch_keys WHERE conv = ? AND seq = ?",
-                       (item.conv, PENDING_SEQ + item.op_id))
+            (batch,) = db.execute("SELECT batch FROM outbox WHERE op_id = ?",
+                                  (item.op_id,)).fetchone() or (item.op_id,)
+            op_ids = [row[0] for row in db.execute(
+                "SELECT op_id FROM outbox WHERE batch = ?", (batch,))] or [item.op_id]
+            for op_id in op_ids:
+                db.execute("DELETE FROM outbox WHERE op_id = ?", (op_id,))
+                db.execute("DELETE FROM messages WHERE from_device = ? AND op_id = ?",
+                           (me, op_id))
+                for table in ("rosters", "epoch_keys"):
+                    db.execute(f"DELETE FROM {table} WHERE conv = ? AND seq = ?",
+                               (item.conv, PENDING_SEQ + op_id))
             self.store.problem(db, f"the server refused our op: {reason}", conv=item.conv,
-                               from_device=self.client.device_id, op_id=item.op_id)
+                               from_device=me, op_id=item.op_id)
         self.report["problems"] += 1
 
     def resolve_chains(self, response: SyncResponse) -> list[tuple[bytes, PulledOp]]:
@@ -214,6 +249,16 @@ class SyncEngine:
         authors = [p.from_device for b in response.blocks for p in b.ops]
         authors += [p.from_device for _, p in extra]
         unknown = sorted({a for a in authors if a and a not in known})
+        named: set[int] = set()
+        for _, pulled in [*extra, *((b.conv, p) for b in response.blocks for p in b.ops)]:
+            if isinstance(pulled.op, MembershipOp):
+                change = pulled.op.change
+                named |= ({m.user_id for m in change.members} if hasattr(change, "members")
+                          else set(getattr(change, "user_ids", ())))
+        pinned = {row[0] for row in self.store.db.execute("SELECT DISTINCT user_id FROM devices")}
+        missing = sorted(named - pinned)
+        for start in range(0, len(missing), 64):  # so every client names members alike
+            self.client.lookup(user_ids=tuple(missing[start : start + 64]))
         for start in range(0, len(unknown), 64):
             self.client.lookup(device_ids=tuple(unknown[start : start + 64]))
 
@@ -241,6 +286,9 @@ class SyncEngine:
                               (op.from_device, op.op.op_id)).fetchone():
                     continue
                 reason = self.apply_one(db, conv, op)
+                if reason == PARKED:
+                    self.report["pulled"] += 1
+                    continue  # not applied yet: it stays out of `applied`
                 if reason is not None:
                     self.store.problem(db, reason, seq=op.seq, conv=conv,
                                        from_device=op.from_device, op_id=op.op.op_id)
@@ -248,6 +296,7 @@ class SyncEngine:
                 db.execute("INSERT OR IGNORE INTO applied VALUES (?, ?, ?)",
                            (op.from_device, op.op.op_id, op.seq))
                 self.report["pulled"] += 1
+            self.unpark(db)
             self.store.put("cursor", list(response.cursor.lanes), db)
 
     def author(self, db: sqlite3.Connection, device: int) -> tuple[int, bytes] | None:
@@ -276,18 +325,25 @@ class SyncEngine:
         if roster is None or user not in roster:
             return "author was not a member at that point"
         if isinstance(op, EnvelopeOp):
+            if roster[user] is not Role.ADMIN:
+                return "a key envelope from a member who is not an admin"
             try:
                 opened = open_key_envelope(self.client.keys, op.sealed, conv,
                                            pulled.from_device, self.client.device_id)
             except (CryptoError, ProtocolError):
                 return "key envelope does not open"
+            (highest,) = db.execute("SELECT max(epoch) FROM epoch_keys WHERE conv = ?",
+                                    (conv,)).fetchone()
+            if opened.epoch > (MAX_FIRST_EPOCH if highest is None else highest + 1):
+                return "a key envelope for an epoch out of sequence"
             db.execute("INSERT OR IGNORE INTO epoch_keys VALUES (?, ?, ?, ?, ?)",
                        (conv, opened.epoch, pulled.from_device, opened.key, pulled.seq))
+            self.new_keys.add(conv)
             return None
         broadcast = db.execute("SELECT broadcast FROM conversations WHERE conv = ?",
                                (conv,)).fetchone()
         admin_only = op.op_type is OpType.ANNOUNCE or bool(broadcast and broadcast[0])
-        if admin_only and roster[user].name != "ADMIN":
+        if admin_only and roster[user] is not Role.ADMIN:
             return "only admins post this"
         return self.apply_content(db, conv, pulled, op, user)
 
@@ -327,7 +383,7 @@ class SyncEngine:
             try:
                 body = MessageBody.from_bytes(plain)
             except ProtocolError:
-                return "unsupported content"
+                return self.unsupported(db, conv, pulled, op, user, plain)
             db.execute(
                 "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (pulled.from_device, op.op_id, conv, pulled.seq, user, int(body.kind), body.text,
@@ -336,4 +392,46 @@ class SyncEngine:
                  body.target.device if body.target else None,
                  body.target.op_id if body.target else None, body.sent_at))
             return None
+        if not keys:
+            # Its key has not come yet (a new device before an admin keyed it): keep the op
+            # and try again when a key for this conversation arrives.
+            db.execute("INSERT OR REPLACE INTO parked VALUES (?, ?, ?, ?, ?)",
+                       (pulled.from_device, op.op_id, conv, pulled.seq,
+                        dumps([int(op.op_type), op.payload, op.signature])))
+            return PARKED
         return "payload does not decrypt with any key of its epoch"
+
+    def unsupported(self, db: sqlite3.Connection, conv: bytes, pulled: PulledOp, op: ContentOp,
+                    user: int, plain: bytes) -> str | None:
+        """A payload of a kind this client does not know (a form): shown as unsupported,
+        kept, never dropped (SPEC.md section 10)."""
+        try:
+            kind = loads(plain, max_bytes=len(plain)).get(0)
+        except (ProtocolError, AttributeError):
+            return "content that is not a payload"
+        if type(kind) is not int or not FORM_KINDS.start <= kind < FORM_KINDS.stop:
+            return "content of an unknown kind"
+        db.execute("INSERT OR IGNORE INTO messages (from_device, op_id, conv, seq, author, kind)"
+                   " VALUES (?, ?, ?, ?, ?, ?)",
+                   (pulled.from_device, op.op_id, conv, pulled.seq, user, kind))
+        return None
+
+    def unpark(self, db: sqlite3.Connection) -> None:
+        """Retry the content parked for want of a key, in conversations that got keys."""
+        for conv in sorted(self.new_keys):
+            rows = db.execute("SELECT from_device, op_id, seq, op FROM parked WHERE conv = ?"
+                              " ORDER BY seq", (conv,)).fetchall()
+            for device, op_id, seq, raw in rows:
+                op_type, payload, signature = loads(raw)
+                op = ContentOp(OpType(op_type), op_id, payload, signature)
+                author = self.author(db, device)
+                if author is None:
+                    continue
+                reason = self.apply_content(db, conv, PulledOp(seq, device, op), op, author[0])
+                if reason == PARKED:
+                    continue
+                db.execute("DELETE FROM parked WHERE from_device = ? AND op_id = ?",
+                           (device, op_id))
+                if reason is not None:
+                    self.store.problem(db, reason, seq=seq, conv=conv, from_device=device,
+                                       op_id=op_id)

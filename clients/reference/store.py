@@ -40,8 +40,13 @@ CREATE TABLE IF NOT EXISTS epoch_keys (
 CREATE TABLE IF NOT EXISTS key_holders (       -- devices we sealed an epoch key to
     conv BLOB NOT NULL, epoch INTEGER NOT NULL, device_id INTEGER NOT NULL,
     PRIMARY KEY (conv, epoch, device_id));
-CREATE TABLE IF NOT EXISTS outbox (
-    op_id INTEGER PRIMARY KEY, conv BLOB NOT NULL, op BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (             -- batch: the ops one command queued together
+    op_id INTEGER PRIMARY KEY, conv BLOB NOT NULL, op BLOB NOT NULL, batch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS parked (             -- content waiting for the key of its epoch
+    from_device INTEGER NOT NULL, op_id INTEGER NOT NULL, conv BLOB NOT NULL,
+    seq INTEGER NOT NULL, op BLOB NOT NULL, PRIMARY KEY (from_device, op_id));
+CREATE TABLE IF NOT EXISTS handled_revocations (device_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS notices (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS applied (
     from_device INTEGER NOT NULL, op_id INTEGER NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (from_device, op_id));
@@ -50,6 +55,7 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER, author INTEGER NOT NULL, kind INTEGER NOT NULL, text TEXT,
     reply_device INTEGER, reply_op INTEGER, target_device INTEGER, target_op INTEGER,
     sent_at INTEGER, PRIMARY KEY (from_device, op_id));
+-- kind: 0 text, 1 edit, 2 delete, 3 title; 16-31 forms, shown as unsupported here
 CREATE INDEX IF NOT EXISTS messages_conv ON messages (conv, seq);
 CREATE TABLE IF NOT EXISTS problems (
     id INTEGER PRIMARY KEY, seq INTEGER, conv BLOB, from_device INTEGER, op_id INTEGER,

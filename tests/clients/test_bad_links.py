@@ -90,3 +90,32 @@ def test_killing_the_client_mid_sync_loses_and_doubles_nothing(
     finally:
         sender.close()
         receiver.close()
+
+
+def test_a_server_that_forgot_the_device_gets_backoff_not_a_storm(
+        tmp_path: Path) -> None:
+    import httpx
+    import pytest
+
+    from clients.reference.engine import SyncIncomplete, SyncRefused
+    from tests.support.server import free_port
+
+    port = free_port()
+    first = ServerProcess(tmp_path / "old.db", port=port).start()
+    client = Client.init(tmp_path / "home", first.url, "+254744000001",
+                         first.invite("+254744000001"))
+    client.sync()
+    first.stop()
+    restored = ServerProcess(tmp_path / "new.db", port=port).start()  # knows no such device
+    try:
+        started = time.monotonic()
+        with pytest.raises((SyncIncomplete, SyncRefused)):
+            client.sync(timeout=3)
+        assert time.monotonic() - started < 30
+        metrics = httpx.get(restored.url + "/metrics").text
+        sessions = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                       if line.startswith('syncd_requests_total{route="session"'))
+        assert 0 < sessions < 30  # backed off, not thousands of requests
+    finally:
+        client.close()
+        restored.stop()

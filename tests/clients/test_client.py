@@ -147,3 +147,49 @@ def test_a_new_device_gets_the_current_epoch_and_a_revoked_one_forces_a_new_one(
         "SELECT device_id FROM key_holders WHERE conv = ? AND epoch = ?",
         (conv, epoch_before + 1))}
     assert tablet.device_id not in addressed and brian.device_id in addressed
+
+
+def test_content_that_arrives_before_its_key_is_kept_until_the_key_comes(
+        make_client: Callable[..., Client]) -> None:
+    amina, brian = make_client(), make_client("+254733300002")
+    conv = amina.create_group("Team", [brian.phone])
+    settle(amina, brian)
+    tablet = make_client("+254733300002")
+    amina.send(conv, "sent before anyone keyed the tablet")
+    amina.sync(refresh_every=10**9)
+    tablet.sync(refresh_every=10**9)  # gets the message, not yet its key
+    assert tablet.groups() and texts(tablet, conv) == []
+    amina.refresh_keys()
+    amina.sync(refresh_every=10**9)
+    tablet.sync(refresh_every=10**9)
+    assert texts(tablet, conv) == ["sent before anyone keyed the tablet"]
+    assert tablet.problems() == []
+
+
+def test_a_removal_that_loses_a_race_is_dropped_whole_and_nothing_breaks(
+        make_client: Callable[..., Client]) -> None:
+    amina, brian, chris, dan = make_client(), make_client(), make_client(), make_client()
+    conv = amina.create_group("Team", [brian.phone, chris.phone, dan.phone])
+    amina.sync()
+    settle(amina, brian, chris, dan)
+    # Make brian an admin too, then both remove someone at the same time.
+    from protocol import AddMembers, Member, Role
+
+    with amina.store.transaction() as db:
+        (op_id,) = amina.store.next_op_ids(db, 1)
+        roster = amina.store.current_roster(conv) or {}
+        op = amina._membership(db, conv, op_id, AddMembers((Member(brian.user_id, Role.ADMIN),)),
+                               {**roster, brian.user_id: Role.ADMIN})
+        amina._queue(db, conv, [op])
+    settle(amina, brian)
+    amina.remove_member(conv, dan.phone)
+    brian.remove_member(conv, chris.phone)
+    amina.sync()
+    brian.sync()  # loses: its removal and the envelopes of its new epoch go together
+    assert any("another admin" in p["reason"] for p in brian.problems())
+    assert brian.store.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    brian.send(conv, "still readable by everyone left")
+    settle(amina, brian, chris, dan)
+    for client in (amina, chris):
+        assert texts(client, conv)[-1] == "still readable by everyone left"
+    assert "still readable by everyone left" not in texts(dan, conv)

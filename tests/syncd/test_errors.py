@@ -385,3 +385,15 @@ def test_full_database_answers_503_and_recovers_when_there_is_room(tmp_path: Pat
         assert len(device.push(conv, create, *big).acks) == 4
     finally:
         server.stop()
+
+
+def test_only_admins_hand_out_keys(enrol: Callable[[], Device]) -> None:
+    from protocol import EnvelopeOp
+
+    amina, brian, chris = enrol(), enrol(), enrol()
+    conv, create = amina.create({brian.user_id: Role.MEMBER, chris.user_id: Role.MEMBER})
+    amina.push(conv, create)
+    planted = brian.sign(conv, EnvelopeOp(brian.op_id(), chris.device_id, os.urandom(84),
+                                          PLACEHOLDER))
+    error = refused(lambda: brian.push(conv, planted))
+    assert error.status == 403 and error.code is ErrorCode.FORBIDDEN and error.authenticated
