@@ -23,12 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from protocol import ProtocolError
 
 from .client import Client, ClientError, parse_conv
 from .connection import ResponseForged, ServerError
@@ -183,9 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServerError as error:
         print(f"syncref: the server refused: {error.frame.message}", file=sys.stderr)
         return EXIT_ERROR
-    except (httpx.HTTPError, ResponseForged, OSError) as error:
+    except ProtocolError as error:
+        print(f"syncref: {error.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except (httpx.HTTPError, ResponseForged) as error:
         print(f"syncref: cannot reach the server ({error}); this command needs the network",
               file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, sqlite3.Error) as error:
+        print(f"syncref: cannot use the home folder: {error}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -7,10 +7,10 @@
     client.messages(conv)
 
 Writes that only touch the local state (``send``) never need the network.
-Creating, adding and removing need the directory, for the keys of the
-devices to seal the conversation key to, unless those keys are already
-pinned. Every op is built, encrypted and signed when it is queued, and its
-exact bytes are kept until the server acks them (SPEC.md, sections 7 and 10).
+Creating, adding and removing ask the directory for the current devices of
+the members, to seal the conversation key to each. Every op is built,
+encrypted and signed when it is queued, and its exact bytes are kept until
+the server acks them (SPEC.md, sections 7 and 10).
 """
 
 from __future__ import annotations
