@@ -361,6 +361,7 @@ class _PushApplier:
         self.caller = caller
         self.found: dict[bytes, ConversationRecord | None] = {}
         self.rosters: dict[bytes, Roster] = {}  # full rosters, as changed by this push
+        self.roles: dict[tuple[bytes, int], Role | None] = {}
 
     async def _conversation(self, conv: bytes) -> ConversationRecord | None:
         if conv not in self.found:
@@ -370,7 +371,10 @@ class _PushApplier:
     async def _role(self, conv: bytes, record: ConversationRecord, user: int) -> Role | None:
         if conv in self.rosters:
             return self.rosters[conv].role_of(user)
-        return await self.tx.member_role(record.conv_id, user)
+        key = (conv, user)
+        if key not in self.roles:  # one look-up per conversation and user per push
+            self.roles[key] = await self.tx.member_role(record.conv_id, user)
+        return self.roles[key]
 
     async def _member_conversation(self, conv: bytes) -> tuple[ConversationRecord, Role]:
         record = await self._conversation(conv)
