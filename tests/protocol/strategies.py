@@ -139,7 +139,7 @@ sync_responses = st.builds(
 error_frames = st.builds(
     ErrorFrame,
     st.sampled_from(ErrorCode).map(int),
-    st.text(max_size=200),
+    st.text(max_size=50),  # 200 bytes of UTF-8 at most
     st.one_of(st.none(), uints),
     st.lists(st.integers(min_value=1, max_value=9), max_size=3).map(tuple),
     st.one_of(st.none(), st.integers(min_value=0, max_value=255)),
@@ -161,7 +161,7 @@ def message_bodies(draw: st.DrawFn) -> MessageBody:
 
 
 FRAMES: dict[type, st.SearchStrategy[object]] = {
-    RegisterRequest: st.builds(RegisterRequest, phones, st.text(min_size=1, max_size=64),
+    RegisterRequest: st.builds(RegisterRequest, phones, st.text(min_size=1, max_size=16),
                                keys, keys, sigs),
     RegisterResponse: st.builds(RegisterResponse, ids, ids, keys),
     ChallengeRequest: st.builds(ChallengeRequest, ids),

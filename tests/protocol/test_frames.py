@@ -115,3 +115,20 @@ def test_every_error_code_maps_to_a_status() -> None:
     for code in ErrorCode:
         assert code.http_status in {400, 401, 403, 404, 409, 413, 429, 500, 503}
         assert code.peer_fault == (code.http_status < 500)
+
+
+def test_text_limits_count_utf8_bytes() -> None:
+    from protocol import RegisterRequest
+
+    keys, proof = bytes(32), bytes(64)
+    RegisterRequest("+254700000001", "a" * 64, keys, keys, proof)
+    RegisterRequest("+254700000001", "é" * 32, keys, keys, proof)  # 64 bytes
+    for code in ("a" * 65, "é" * 33):
+        with pytest.raises(ProtocolError) as refused:
+            RegisterRequest("+254700000001", code, keys, keys, proof)
+        assert refused.value.code is ErrorCode.LIMIT_EXCEEDED
+    ErrorFrame(1, "ü" * 100)
+    with pytest.raises(ProtocolError):
+        ErrorFrame(1, "ü" * 101)
+    long = ErrorFrame.from_error(ProtocolError(ErrorCode.BAD_FRAME, "ü" * 150))
+    assert len(long.message.encode()) <= 200
