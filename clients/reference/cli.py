@@ -36,6 +36,7 @@ from protocol import ProtocolError
 from .client import Client, ClientError, parse_conv
 from .connection import ResponseForged, ServerError
 from .engine import SyncIncomplete, SyncRefused
+from .forms import Forms
 
 EXIT_ERROR = 1
 EXIT_INCOMPLETE = 3
@@ -89,6 +90,55 @@ def build_parser() -> argparse.ArgumentParser:
     messages = commands.add_parser("messages", help="a conversation, in the server's order")
     messages.add_argument("conv")
     messages.add_argument("--json", action="store_true")
+
+    poll = commands.add_parser("poll", help="polls").add_subparsers(dest="action", required=True)
+    poll_create = poll.add_parser("create", help="send a poll; prints the form id")
+    poll_create.add_argument("conv")
+    poll_create.add_argument("--question", required=True)
+    poll_create.add_argument("--option", action="append", required=True)
+    poll_create.add_argument("--multi", action="store_true", help="several choices allowed")
+    poll_create.add_argument("--deadline", help="ISO 8601; the form closes then")
+
+    survey = commands.add_parser("survey", help="surveys").add_subparsers(dest="action",
+                                                                         required=True)
+    survey_create = survey.add_parser("create", help="send a survey; prints the form id")
+    survey_create.add_argument("conv")
+    survey_create.add_argument("--title", required=True)
+    survey_create.add_argument("--field", action="append", required=True,
+                               metavar="NAME:TYPE[:required][:A|B]",
+                               help="TYPE: text, number, single, multi, yesno, date, location")
+    survey_create.add_argument("--deadline")
+
+    job = commands.add_parser("job", help="job cards").add_subparsers(dest="action",
+                                                                     required=True)
+    job_create = job.add_parser("create", help="send a job card; prints the form id")
+    job_create.add_argument("conv")
+    job_create.add_argument("--title", required=True)
+    job_create.add_argument("--assignee", action="append", required=True, metavar="PHONE")
+    job_create.add_argument("--due")
+    job_update = job.add_parser("update", help="change a job's status, with a comment")
+    job_update.add_argument("form")
+    job_update.add_argument("--status", required=True, choices=["open", "in-progress", "done"])
+    job_update.add_argument("--comment")
+
+    respond = commands.add_parser("respond", help="answer a poll or survey (works offline)")
+    respond.add_argument("form")
+    respond.add_argument("--answer", action="append", required=True, metavar="FIELD=VALUE")
+
+    form = commands.add_parser("form", help="forms").add_subparsers(dest="action",
+                                                                   required=True)
+    for name in ("close", "reopen"):
+        form.add_parser(name).add_argument("form")
+    form_list = form.add_parser("list", help="the forms of a conversation")
+    form_list.add_argument("conv")
+    form_list.add_argument("--json", action="store_true")
+    form_results = form.add_parser("results", help="results every member computes alike")
+    form_results.add_argument("form")
+    form_results.add_argument("--json", action="store_true")
+    form_export = form.add_parser("export", help="one row per responder")
+    form_export.add_argument("form")
+    form_export.add_argument("--format", required=True, choices=["csv", "json"])
+    form_export.add_argument("--out", help="file to write (default: standard output)")
 
     problems = commands.add_parser("problems", help="ops refused by the checks, never shown")
     problems.add_argument("--json", action="store_true")
@@ -157,6 +207,8 @@ def dispatch(client: Client, args: argparse.Namespace) -> int:
             print(f"notice: {notice}", file=sys.stderr)
         print(f"synced: {report['pushed']} sent, {report['pulled']} received in "
               f"{report['round_trips']} round trips")
+    elif args.command in ("poll", "survey", "job", "respond", "form"):
+        return forms_command(client, args)
     elif args.command == "messages":
         listed = client.messages(parse_conv(args.conv))
         emit(listed, args.json, "\n".join(
@@ -169,6 +221,40 @@ def dispatch(client: Client, args: argparse.Namespace) -> int:
         notices = client.notices()
         emit({"problems": found, "notices": notices}, args.json,
              "\n".join([*(p["reason"] for p in found), *notices]))
+    return 0
+
+
+def forms_command(client: Client, args: argparse.Namespace) -> int:
+    forms = Forms(client)
+    command, action = args.command, getattr(args, "action", None)
+    if command == "poll":
+        print(forms.create_poll(parse_conv(args.conv), args.question, args.option, args.multi,
+                                args.deadline))
+    elif command == "survey":
+        print(forms.create_survey(parse_conv(args.conv), args.title, args.field, args.deadline))
+    elif command == "job" and action == "create":
+        print(forms.create_job(parse_conv(args.conv), args.title, args.assignee, args.due))
+    elif command == "job":
+        print(forms.job_update(args.form, args.status, args.comment))
+    elif command == "respond":
+        print(forms.respond(args.form, args.answer))
+    elif action in ("close", "reopen"):
+        print(forms.close(args.form, reopen=action == "reopen"))
+    elif action == "list":
+        listed = forms.list(parse_conv(args.conv))
+        emit(listed, args.json, "\n".join(
+            f"{f['id']}  {f['kind']}  {f['title']}  {'open' if f['open'] else 'closed'}  "
+            f"{f['responders']} answered" for f in listed))
+    elif action == "results":
+        result = forms.results(args.form)
+        emit(result, args.json, json.dumps(result, indent=1, sort_keys=True,
+                                           ensure_ascii=False))
+    else:
+        text = forms.export(args.form, args.format)
+        if args.out:
+            Path(args.out).write_text(text if text.endswith("\n") else text + "\n")
+        else:
+            print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
 

@@ -300,9 +300,13 @@ class Client:
         raise ClientError("no key for this conversation yet: sync first")
 
     def _content(self, conv: bytes, op_id: int, op_type: OpType, body: MessageBody) -> ContentOp:
+        return self._content_bytes(conv, op_id, op_type, body.to_bytes())
+
+    def _content_bytes(self, conv: bytes, op_id: int, op_type: OpType,
+                       plaintext: bytes) -> ContentOp:
         epoch, key = self._current_key(conv)
         payload = encrypt_payload(key, conv, epoch, self.device_id, int(op_type), op_id,
-                                  body.to_bytes())
+                                  plaintext)
         op = self._sign(conv, ContentOp(op_type, op_id, payload, PLACEHOLDER))
         assert isinstance(op, ContentOp)
         return op
@@ -558,13 +562,30 @@ class Client:
                 "sign_key": self.keys.sign_public.hex(), "pending_ops": pending,
                 "cursor": list(self.store.cursor.lanes)}
 
+    # ------------------------------------------------------------ clock
+
+    def next_clock(self) -> tuple[int, int]:
+        """The next hybrid logical clock value: never behind one we have seen."""
+        wall, counter = self.store.get("hlc", [0, 0])
+        now = int(time.time() * 1000)
+        clock = (now, 0) if now > wall else (wall, counter + 1)
+        self.store.put("hlc", list(clock))
+        return clock
+
+    def observe_clock(self, clock: tuple[int, int]) -> None:
+        wall, counter = self.store.get("hlc", [0, 0])
+        if tuple(clock) > (wall, counter):
+            self.store.put("hlc", list(clock))
+
     # ------------------------------------------------------------ sync
 
     def sync(self, *, budget: int = 16 * 1024, timeout: float = 120.0,
              progress: Callable[[dict[str, int]], None] | None = None,
              refresh_every: float = REFRESH_SECONDS) -> dict[str, int]:
         from .engine import SyncEngine
+        from .forms import Forms
 
+        Forms(self).close_due()
         engine = SyncEngine(self)
         report = engine.run(budget=budget, timeout=timeout, progress=progress)
         if time.time() - int(self.store.get("refreshed_at", 0)) >= refresh_every:

@@ -50,6 +50,7 @@ from protocol import (
     roster_hash,
 )
 from protocol.e2e import FORM_KINDS, MessageBody, SealedPayload
+from protocol.forms import PayloadKind, parse_form_payload
 from protocol.limits import MAX_RESPONSE_BYTES
 from protocol.ops import Op, push_op_from_value
 
@@ -57,6 +58,7 @@ from .connection import ResponseForged, ServerError
 from .crypto import CryptoError, decrypt_payload, open_key_envelope, signature_valid
 from .store import PENDING_SEQ
 
+KNOWN_FORM_KINDS = {int(kind) for kind in PayloadKind}
 MAX_OPS_PER_ROUND = 64
 MAX_FIRST_EPOCH = 2**32  # the first key a device gets may be of any sane epoch
 PARKED = "parked"
@@ -215,6 +217,8 @@ class SyncEngine:
                 db.execute("DELETE FROM outbox WHERE op_id = ?", (op_id,))
                 db.execute("DELETE FROM messages WHERE from_device = ? AND op_id = ?",
                            (me, op_id))
+                db.execute("DELETE FROM form_ops WHERE from_device = ? AND op_id = ?",
+                           (me, op_id))
                 for table in ("rosters", "epoch_keys"):
                     db.execute(f"DELETE FROM {table} WHERE conv = ? AND seq = ?",
                                (item.conv, PENDING_SEQ + op_id))
@@ -280,6 +284,8 @@ class SyncEngine:
                 for table in ("rosters", "epoch_keys"):
                     db.execute(f"UPDATE {table} SET seq = ? WHERE conv = ? AND seq = ?",
                                (seq, item.conv, PENDING_SEQ + item.op_id))
+                db.execute("UPDATE form_ops SET seq = ? WHERE from_device = ? AND op_id = ?",
+                           (seq, me, item.op_id))
                 self.report["pushed"] += 1
             for conv, op in [*control, *content]:
                 if db.execute("SELECT 1 FROM applied WHERE from_device = ? AND op_id = ?",
@@ -411,6 +417,17 @@ class SyncEngine:
             return "content that is not a payload"
         if type(kind) is not int or not FORM_KINDS.start <= kind < FORM_KINDS.stop:
             return "content of an unknown kind"
+        if kind in KNOWN_FORM_KINDS:
+            try:
+                payload = parse_form_payload(plain)
+            except ProtocolError as error:
+                return f"a form op that does not parse: {error.message}"
+            db.execute("INSERT OR IGNORE INTO form_ops VALUES (?, ?, ?, ?, ?, ?)",
+                       (pulled.from_device, op.op_id, conv, pulled.seq, user, plain))
+            clock = getattr(payload, "clock", None)
+            if clock is not None:
+                self.client.observe_clock(clock)
+            return None
         db.execute("INSERT OR IGNORE INTO messages (from_device, op_id, conv, seq, author, kind)"
                    " VALUES (?, ?, ?, ?, ?, ?)",
                    (pulled.from_device, op.op_id, conv, pulled.seq, user, kind))

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS parked (             -- content waiting for the key o
     from_device INTEGER NOT NULL, op_id INTEGER NOT NULL, conv BLOB NOT NULL,
     seq INTEGER NOT NULL, op BLOB NOT NULL, PRIMARY KEY (from_device, op_id));
 CREATE TABLE IF NOT EXISTS handled_revocations (device_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS form_ops (           -- decrypted form payloads (SPEC.md "Forms")
+    from_device INTEGER NOT NULL, op_id INTEGER NOT NULL, conv BLOB NOT NULL,
+    seq INTEGER, author INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (from_device, op_id));
 CREATE TABLE IF NOT EXISTS notices (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS applied (
     from_device INTEGER NOT NULL, op_id INTEGER NOT NULL, seq INTEGER NOT NULL,
