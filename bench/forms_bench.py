@@ -89,8 +89,8 @@ def main() -> int:
              f"| create a 5-question survey in a group of {RESPONDERS + 1} (push, envelopes "
              f"already sent) | {create_bytes:,} | | |",
              f"| the creator catches up on {RESPONDERS} responses | {catch_up:,} | "
-             f"{catch_up / RESPONDERS:,.1f} | {elapsed:.1f} s in {report['round_trips']} round-trip(s) "
-             "trips |", "",
+             f"{catch_up / RESPONDERS:,.1f} | {elapsed:.1f} s, "
+             f"{report['round_trips']} round trip(s) |", "",
              "A response carries five answers, a hybrid clock and its form reference, "
              "encrypted (16-byte tag) and signed (64 bytes). The GPRS floor for the catch-up "
              f"is {catch_up * 8 / 40_000:.1f} s of transfer plus 0.8 s per round trip.", END]
