@@ -47,6 +47,7 @@ from protocol import (
     roster_hash,
 )
 from protocol.e2e import MessageBody, MessageKind, OpRef
+from protocol.messages import MessageEvent, reconcile_messages
 from protocol.ops import Op, push_op_to_value
 
 from .connection import Connection, ResponseForged, ServerError, Session
@@ -510,35 +511,38 @@ class Client:
             raise ClientError("no such conversation here (sync first, or check the id)")
         rows = self.store.db.execute(
             "SELECT from_device, op_id, seq, author, kind, text, reply_device, reply_op,"
-            " target_device, target_op, sent_at FROM messages WHERE conv = ?"
-            " ORDER BY coalesce(seq, ?), op_id", (conv, PENDING_SEQ)).fetchall()
-        texts: dict[tuple[int, int], dict[str, Any]] = {}
-        order: list[tuple[int, int]] = []
+            " target_device, target_op, sent_at FROM messages WHERE conv = ?",
+            (conv,)).fetchall()
+        events: list[MessageEvent] = []
+        listed: list[tuple[int, int, int, dict[str, Any]]] = []
         for (device, op_id, seq, author, kind, text, r_dev, r_op, t_dev, t_op,
              sent_at) in rows:
-            if kind == MessageKind.TEXT or kind >= FIRST_FORM_KIND:
-                texts[(device, op_id)] = {
-                    "id": f"{device}:{op_id}", "seq": seq, "sender_phone": self._phone_of(device),
-                    "sender_device": device, "author": author, "time": _iso(sent_at),
-                    "text": text, "reply_to": None if r_dev is None else f"{r_dev}:{r_op}",
-                    "edited": False, "deleted": False, "pending": seq is None,
-                    "unsupported": kind != MessageKind.TEXT}
-                order.append((device, op_id))
-            elif kind in (MessageKind.EDIT, MessageKind.DELETE):
-                target = texts.get((t_dev, t_op))
-                if target is None or target["author"] != author:
-                    continue  # only the author's own edits count
-                # In seq order, so the one with the highest seq wins.
-                if kind == MessageKind.EDIT:
-                    target.update(text=text, edited=True, deleted=False)
-                else:
-                    target.update(text=None, deleted=True)
-        result = []
-        for key in order:
-            entry = dict(texts[key])
-            entry.pop("author")
-            result.append(entry)
-        return result
+            position = PENDING_SEQ + op_id if seq is None else seq
+            if kind in (MessageKind.TEXT, MessageKind.EDIT, MessageKind.DELETE):
+                events.append(MessageEvent(position, device, op_id, author, MessageBody(
+                    MessageKind(kind), text,
+                    reply_to=None if r_dev is None else OpRef(r_dev, r_op),
+                    target=None if t_dev is None else OpRef(t_dev, t_op), sent_at=sent_at)))
+            elif kind >= FIRST_FORM_KIND:  # a kind this client cannot show: listed as such
+                listed.append((position, device, op_id, self._entry(
+                    device, op_id, seq, None, None, sent_at, unsupported=True)))
+        for view in reconcile_messages(events):
+            reply = view.reply_to
+            entry = self._entry(view.ref.device, view.ref.op_id,
+                                None if view.seq >= PENDING_SEQ else view.seq, view.text,
+                                None if reply is None else f"{reply.device}:{reply.op_id}",
+                                view.sent_at)
+            entry.update(edited=view.edited, deleted=view.deleted)
+            listed.append((view.seq, view.ref.device, view.ref.op_id, entry))
+        return [entry for *_, entry in sorted(listed, key=lambda item: item[:3])]
+
+    def _entry(self, device: int, op_id: int, seq: int | None, text: str | None,
+               reply_to: str | None, sent_at: int | None, *,
+               unsupported: bool = False) -> dict[str, Any]:
+        return {"id": f"{device}:{op_id}", "seq": seq, "sender_phone": self._phone_of(device),
+                "sender_device": device, "time": _iso(sent_at), "text": text,
+                "reply_to": reply_to, "edited": False, "deleted": False,
+                "pending": seq is None, "unsupported": unsupported}
 
     def _phone_of(self, device: int) -> str | None:
         row = self.store.db.execute("SELECT phone FROM devices WHERE device_id = ?",
