@@ -58,7 +58,8 @@ MAX_TEXT = 4096
 MAX_FIELDS = 64
 MAX_OPTIONS = 64
 MAX_ASSIGNEES = 64
-DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+MAX_CLOCK = 2**63 - 1
 
 
 class PayloadKind(IntEnum):
@@ -141,6 +142,14 @@ class FormCreate:
         s.items(list(self.fields), "fields", max_count=MAX_FIELDS)
         if self.form is not FormKind.JOB and not self.fields:
             raise s.bad("a poll or survey has fields")
+        if self.form is FormKind.POLL and (
+                len(self.fields) != 1 or self.fields[0].name != "choice"
+                or self.fields[0].type not in (FieldType.SINGLE, FieldType.MULTI)):
+            raise s.bad('a poll has one choice field, named "choice"')
+        if self.form is FormKind.JOB and self.fields:
+            raise s.bad("a job card has no fields")
+        if self.form is not FormKind.JOB and self.assignees:
+            raise s.bad("only a job card has assignees")
         if len({f.name for f in self.fields}) != len(self.fields):
             raise s.bad("field names are unique")
         if self.form is FormKind.JOB and not self.assignees:
@@ -161,10 +170,11 @@ class FormCreate:
     @classmethod
     def from_value(cls, body: dict[int, Any]) -> FormCreate:
         form = FormKind(s.uint(body.get(1), "form kind", maximum=max(FormKind)))
-        fields = tuple(SurveyField.from_value(f) for f in s.items(body.get(3, []), "fields",
-                                                                   max_count=MAX_FIELDS))
-        assignees = tuple(s.uint(u, "assignee", minimum=1)
-                          for u in s.items(body.get(4, []), "assignees", max_count=MAX_ASSIGNEES))
+        fields = tuple(SurveyField.from_value(f) for f in (
+            s.items(body[3], "fields", max_count=MAX_FIELDS, min_count=1) if 3 in body else []))
+        assignees = tuple(s.uint(u, "assignee", minimum=1) for u in (
+            s.items(body[4], "assignees", max_count=MAX_ASSIGNEES, min_count=1)
+            if 4 in body else []))
         deadline = s.uint(body[5], "deadline") if 5 in body else None
         return cls(form, _text(body.get(2), "title"), fields, assignees, deadline)
 
@@ -270,6 +280,18 @@ class FormEvent:
     payload: FormPayload
 
 
+def valid_date(text: str) -> bool:
+    """ASCII ``YYYY-MM-DD`` naming a real day of the proleptic Gregorian calendar."""
+    if DATE.fullmatch(text) is None:
+        return False
+    year, month, day = int(text[:4]), int(text[5:7]), int(text[8:])
+    if not 1 <= month <= 12 or year < 1:
+        return False
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    return 1 <= day <= days
+
+
 def valid_answer(spec: SurveyField, value: Any) -> bool:
     kind = spec.type
     if kind is FieldType.TEXT:
@@ -279,12 +301,13 @@ def valid_answer(spec: SurveyField, value: Any) -> bool:
     if kind is FieldType.SINGLE:
         return type(value) is int and 0 <= value < len(spec.options)
     if kind is FieldType.MULTI:
-        return (type(value) is list and len(set(value)) == len(value)
-                and all(type(v) is int and 0 <= v < len(spec.options) for v in value))
+        return (type(value) is list
+                and all(type(v) is int and 0 <= v < len(spec.options) for v in value)
+                and len(set(value)) == len(value))
     if kind is FieldType.YESNO:
         return type(value) is bool
     if kind is FieldType.DATE:
-        return type(value) is str and DATE.fullmatch(value) is not None
+        return type(value) is str and valid_date(value)
     return (type(value) is list and len(value) == 2 and all(type(v) is int for v in value)
             and -900_000_000 <= value[0] <= 900_000_000
             and -1_800_000_000 <= value[1] <= 1_800_000_000)
@@ -327,13 +350,16 @@ def reconcile(events: Iterable[FormEvent],
         if isinstance(payload, FormCreate):
             ref = OpRef(event.device, event.op_id)
             if not member_at(event.user, event.seq):
-                continue
+                continue  # a form from a non-member does not exist for anyone
             forms[ref] = FormState(ref, event.user, payload, event.seq)
             continue
         state = forms.get(payload.form)
         if state is None:
             continue  # a reply to a form this conversation does not have
-        reason = _apply(state, event, member_at)
+        try:
+            reason = _apply(state, event, member_at)
+        except (TypeError, ValueError, KeyError, IndexError):
+            reason = "an op of a shape no rule covers"  # one bad op never breaks the form
         if reason is not None:
             state.ignored.append((event.seq, reason))
     return forms
@@ -358,7 +384,7 @@ def _apply(state: FormState, event: FormEvent, member_at: Callable[[int, int], b
         stamp = (payload.clock, event.device)
         if stamp > state.status_clock:
             state.status, state.status_clock = payload.status, stamp
-        if payload.comment:
+        if payload.comment is not None:
             state.comments.append((event.seq, event.user, payload.comment))
         return None
     assert isinstance(payload, FormResponse)
@@ -377,9 +403,10 @@ def _apply(state: FormState, event: FormEvent, member_at: Callable[[int, int], b
         return f"required fields unanswered: {', '.join(missing)}"
     mine = state.answers.setdefault(event.user, {})
     for index, value in payload.answers.items():
-        candidate = (payload.clock, event.device, value)
-        if index not in mine or candidate[:2] > mine[index][:2]:
-            mine[index] = candidate
+        # Highest (clock, device) wins; on a full tie the later op (higher seq) does,
+        # since ops are applied in seq order and ">=" lets it replace the earlier.
+        if index not in mine or (payload.clock, event.device) >= mine[index][:2]:
+            mine[index] = (payload.clock, event.device, value)
     return None
 
 

@@ -57,6 +57,7 @@ from .store import LAST_SEQ, PENDING_SEQ, Store
 __all__ = ["Client", "ClientError"]
 
 PLACEHOLDER = bytes(64)
+CLOCK_SKEW_MS = 5 * 60 * 1000
 REFRESH_SECONDS = 15 * 60  # how often sync re-reads the directory for the groups we run
 
 
@@ -572,12 +573,21 @@ class Client:
         """The next hybrid logical clock value: never behind one we have seen."""
         wall, counter = self.store.get("hlc", [0, 0])
         now = int(time.time() * 1000)
-        clock = (now, 0) if now > wall else (wall, counter + 1)
+        if now > wall:
+            clock = (now, 0)
+        elif counter < 2**32:
+            clock = (wall, counter + 1)
+        else:
+            clock = (wall + 1, 0)
         self.store.put("hlc", list(clock))
         return clock
 
     def observe_clock(self, clock: tuple[int, int]) -> None:
+        """Move our clock up to one seen in an op, but never more than five minutes past
+        our own time: a member cannot push everyone's clock to its limit."""
         wall, counter = self.store.get("hlc", [0, 0])
+        if clock[0] > time.time() * 1000 + CLOCK_SKEW_MS or clock[1] > 2**32:
+            return
         if tuple(clock) > (wall, counter):
             self.store.put("hlc", list(clock))
 

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import time
+from decimal import Decimal
 from typing import Any
 
 from protocol import OpType, Role
@@ -34,6 +35,7 @@ from protocol.forms import (
     parse_form_payload,
     reconcile,
     results,
+    valid_date,
 )
 
 from .client import Client, ClientError
@@ -87,6 +89,7 @@ class Forms:
         if roster is None or self.client.user_id not in roster:
             raise ClientError("no such conversation here (or you are not a member)")
         plain = encode_form_payload(payload)
+        parse_form_payload(plain)  # what we send must read back as it will elsewhere
         store = self.client.store
         with store.transaction() as db:
             (op_id,) = store.next_op_ids(db, 1)
@@ -133,6 +136,10 @@ class Forms:
 
     def respond(self, form_id: str, answers: list[str]) -> str:
         conv, ref, state = self._form(form_id)
+        if state.definition.form is FormKind.JOB:
+            raise ClientError(f"{form_id} is a job card: use `job update`")
+        if not state.open:
+            raise ClientError(f"{form_id} is closed")
         fields = state.definition.fields
         by_name = {f.name: i for i, f in enumerate(fields)}
         values: dict[int, Any] = {}
@@ -152,7 +159,10 @@ class Forms:
             if spec.type is FieldType.TEXT:
                 return text
             if spec.type is FieldType.NUMBER:
-                return round(float(text) * 10**spec.scale)
+                scaled = Decimal(text) * 10**spec.scale
+                if not scaled.is_finite() or scaled != scaled.to_integral_value():
+                    raise ValueError(text)
+                return int(scaled)
             if spec.type is FieldType.SINGLE:
                 return spec.options.index(text)
             if spec.type is FieldType.MULTI:
@@ -160,12 +170,15 @@ class Forms:
             if spec.type is FieldType.YESNO:
                 return {"yes": True, "no": False}[text.lower()]
             if spec.type is FieldType.DATE:
-                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                if not valid_date(text):
                     raise ValueError(text)
                 return text
-            latitude, longitude = (float(x) for x in text.split(","))
-            return [round(latitude * 10**7), round(longitude * 10**7)]
-        except (ValueError, KeyError) as exc:
+            latitude, longitude = (Decimal(x) for x in text.split(","))
+            if not (abs(latitude) <= 90 and abs(longitude) <= 180):
+                raise ValueError(text)
+            return [int((latitude * 10**7).to_integral_value()),
+                    int((longitude * 10**7).to_integral_value())]
+        except (ValueError, KeyError, ArithmeticError) as exc:
             hint = f" (one of {', '.join(spec.options)})" if spec.options else ""
             raise ClientError(f"{text!r} is not a {spec.type.name.lower()} answer for "
                               f"{spec.name!r}{hint}") from exc
@@ -226,7 +239,8 @@ class Forms:
 
     def results(self, form_id: str) -> dict[str, Any]:
         conv, _, state = self._form(form_id)
-        at = state.closed_seq if state.closed_seq is not None else 2**63 - 1
+        # Members when it closed, or now (as the server has confirmed: not our pending changes).
+        at = state.closed_seq if state.closed_seq is not None else PENDING_SEQ - 1
         roster = self.client.store.roster_at(conv, at) or {}
         out = results(state, [u for u, r in roster.items() if r in (Role.MEMBER, Role.ADMIN)])
         phone = self.client.phone_of_user

@@ -161,3 +161,40 @@ def test_numbers_render_the_same_everywhere() -> None:
 
     assert percent(1, 3) == "33.3" and percent(2, 3) == "66.7" and percent(1, 8) == "12.5"
     assert decimal(Fraction(125, 10), 1) == "12.500" and decimal(Fraction(-1, 3), 0) == "-0.33"
+
+
+def test_hostile_answers_are_ignored_never_crash() -> None:
+    import pytest
+
+    from protocol import ProtocolError
+
+    survey = OpRef(11, 2)
+    hostile: list[dict[int, object]] = [
+        {0: "x", 3: [[0]]}, {0: "x", 3: [{}]}, {0: "x", 3: [0, 0]},
+        {0: "x", 5: "\u0662\u0660\u0662\u0664-\u0660\u0661-\u0660\u0661"},  # not ASCII
+        {0: "x", 5: "2026-02-30"}, {0: "x", 5: "9999-99-99"}, {0: "x", 6: [10**9, 0]},
+        {0: "x", 1: True}, {0: "x", 4: 1}, {9: "x"},
+    ]
+    events = [FormEvent(2, 11, 2, 1, SURVEY)] + [
+        FormEvent(10 + n, 21, 10 + n, 2, FormResponse(survey, answers, (1, 0)))
+        for n, answers in enumerate(hostile)]
+    state = reconcile(events, lambda user, seq: True)[survey]
+    assert state.records() == {} and len(state.ignored) == len(hostile)
+    ok = FormEvent(99, 21, 99, 2, FormResponse(survey, {0: "x", 5: "2024-02-29"}, (1, 0)))
+    assert reconcile([*events, ok], lambda user, seq: True)[survey].records() == {
+        2: {0: "x", 5: "2024-02-29"}}
+    with pytest.raises(ProtocolError):  # a poll is one choice field named "choice"
+        FormCreate(FormKind.POLL, "Q", (SurveyField("x", FieldType.TEXT),))
+    with pytest.raises(ProtocolError):
+        FormCreate(FormKind.SURVEY, "S", SURVEY.fields, assignees=(2,))
+
+
+def test_ties_and_empty_comments() -> None:
+    poll, job = OpRef(11, 1), OpRef(11, 3)
+    events = [FormEvent(1, 11, 1, 1, POLL), FormEvent(3, 11, 3, 1, JOB),
+              FormEvent(4, 21, 4, 2, FormResponse(poll, {0: 0}, (5, 0))),
+              FormEvent(5, 21, 5, 2, FormResponse(poll, {0: 2}, (5, 0))),  # full tie: later wins
+              FormEvent(6, 21, 6, 2, JobUpdate(job, JobStatus.DONE, (1, 0), ""))]
+    forms = reconcile(events, lambda user, seq: True)
+    assert forms[poll].records() == {2: {0: 2}}
+    assert forms[job].comments == [(6, 2, "")]
