@@ -168,7 +168,8 @@ class FormCreate:
         return body
 
     @classmethod
-    def from_value(cls, body: dict[int, Any]) -> FormCreate:
+    def from_value(cls, value: Any) -> FormCreate:
+        body = s.mapping(value, "form create")
         form = FormKind(s.uint(body.get(1), "form kind", maximum=max(FormKind)))
         fields = tuple(SurveyField.from_value(f) for f in (
             s.items(body[3], "fields", max_count=MAX_FIELDS, min_count=1) if 3 in body else []))
@@ -193,7 +194,8 @@ class FormResponse:
                 3: list(self.clock)}
 
     @classmethod
-    def from_value(cls, body: dict[int, Any]) -> FormResponse:
+    def from_value(cls, value: Any) -> FormResponse:
+        body = s.mapping(value, "form response")
         answers = s.mapping(body.get(2), "answers")
         clock = s.array(body.get(3), "clock", min_len=2)
         return cls(OpRef.from_value(body.get(1)), answers,
@@ -207,6 +209,10 @@ class FormClose:
 
     def to_value(self) -> dict[int, Any]:
         return {0: int(self.kind), 1: self.form.to_value()}
+
+    @classmethod
+    def from_value(cls, value: Any) -> FormClose:
+        return cls(OpRef.from_value(s.mapping(value, "form close").get(1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +240,8 @@ class JobUpdate:
         return body
 
     @classmethod
-    def from_value(cls, body: dict[int, Any]) -> JobUpdate:
+    def from_value(cls, value: Any) -> JobUpdate:
+        body = s.mapping(value, "job update")
         clock = s.array(body.get(3), "clock", min_len=2)
         comment = _text(body[4], "comment") if 4 in body else None
         return cls(OpRef.from_value(body.get(1)),

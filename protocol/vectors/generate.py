@@ -86,6 +86,16 @@ from protocol.e2e import (  # noqa: E402
     payload_aad,
     payload_nonce,
 )
+from protocol.forms import (  # noqa: E402
+    FieldType,
+    FormClose,
+    FormCreate,
+    FormKind,
+    FormResponse,
+    JobStatus,
+    JobUpdate,
+    SurveyField,
+)
 from protocol.ops import Op  # noqa: E402
 
 # ---------------------------------------------------------------- fixed inputs
@@ -299,6 +309,22 @@ def valid_frames() -> list[tuple[str, str, Any]]:
         ("chain-request", "chain-request", ChainRequest(CONV, after=999_001, budget=4096)),
         ("chain-response", "chain-response", ChainResponse(
             PullBlock(CONV, (PulledOp(999_950, 301, add),)), more=True)),
+        ("form-create-poll", "form-create", FormCreate(FormKind.POLL, "Training day?", (
+            SurveyField("choice", FieldType.SINGLE, True, ("Monday", "Friday")),),
+            deadline=1_767_225_600)),
+        ("form-create-survey", "form-create", FormCreate(FormKind.SURVEY, "Weekly report", (
+            SurveyField("visits", FieldType.NUMBER, True),
+            SurveyField("weight", FieldType.NUMBER, scale=1),
+            SurveyField("services", FieldType.MULTI, options=("vaccines", "malaria")),
+            SurveyField("where", FieldType.LOCATION)))),
+        ("form-create-job", "form-create", FormCreate(FormKind.JOB, "Repair the fridge",
+                                                      assignees=(42,))),
+        ("form-response", "form-response", FormResponse(
+            OpRef(301, 9), {0: 12, 1: 655, 2: [0, 1], 3: [-12920000, 368219000]},
+            (1_764_000_000_000, 0))),
+        ("form-close", "form-close", FormClose(OpRef(301, 9))),
+        ("job-update", "job-update", JobUpdate(OpRef(301, 10), JobStatus.IN_PROGRESS,
+                                               (1_764_000_000_500, 1), "parts ordered")),
         ("error-bad-frame", "error", ErrorFrame(int(ErrorCode.BAD_FRAME), "op id must be >= 1")),
         ("error-unsupported-version", "error", ErrorFrame(
             int(ErrorCode.UNSUPPORTED_VERSION), "version 2 is not supported",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import protocol
+from protocol import forms
 from protocol.e2e import EnvelopeKey, MessageBody, SealedPayload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,10 @@ RULE_TYPES: dict[str, Any] = {
     "directory-request": protocol.DirectoryRequest,
     "directory-response": protocol.DirectoryResponse,
     "chain-request": protocol.ChainRequest,
+    "form-create": forms.FormCreate,
+    "form-response": forms.FormResponse,
+    "form-close": forms.FormClose,
+    "job-update": forms.JobUpdate,
     "chain-response": protocol.ChainResponse,
     "sealed-payload": SealedPayload,
     "envelope-key": EnvelopeKey,
