@@ -59,7 +59,6 @@ MAX_FIELDS = 64
 MAX_OPTIONS = 64
 MAX_ASSIGNEES = 64
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-MAX_CLOCK = 2**63 - 1
 
 
 class PayloadKind(IntEnum):

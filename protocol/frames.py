@@ -76,11 +76,6 @@ class Cursor:
     def __getitem__(self, lane: Lane) -> int:
         return self.lanes[lane]
 
-    def with_lane(self, lane: Lane, position: int) -> Cursor:
-        lanes = list(self.lanes)
-        lanes[lane] = position
-        return Cursor((lanes[0], lanes[1], lanes[2], lanes[3]))
-
     def to_value(self) -> int | list[int]:
         first = self.lanes[0]
         if all(position == first for position in self.lanes):

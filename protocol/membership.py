@@ -34,6 +34,7 @@ __all__ = [
     "Role",
     "Roster",
     "change_from_value",
+    "may_post",
 ]
 
 FLAG_BROADCAST = 1
@@ -154,6 +155,14 @@ def change_from_value(value: Any) -> Change:
     raise s.bad(f"unknown membership change kind {kind}")
 
 
+def may_post(role: Role | None, *, broadcast: bool, announce: bool) -> bool:
+    """The posting rule, for server and clients alike: members post; in a broadcast
+    conversation, and for announcements, only admins do."""
+    if role is None:
+        return False
+    return role is Role.ADMIN or not (broadcast or announce)
+
+
 def _forbidden(message: str) -> ProtocolError:
     return ProtocolError(ErrorCode.FORBIDDEN, message)
 
@@ -166,10 +175,6 @@ class Roster:
     broadcast: bool = False
     head: bytes | None = None
 
-    @property
-    def created(self) -> bool:
-        return self.head is not None
-
     def role_of(self, user_id: int) -> Role | None:
         return self.members.get(user_id)
 
@@ -178,12 +183,7 @@ class Roster:
 
     def may_post(self, user_id: int, *, announce: bool = False) -> bool:
         """May this user post content (announcements are for admins only)?"""
-        role = self.members.get(user_id)
-        if role is None:
-            return False
-        if self.broadcast or announce:
-            return role is Role.ADMIN
-        return True
+        return may_post(self.members.get(user_id), broadcast=self.broadcast, announce=announce)
 
     def apply(self, change: Change, *, author: int, prev: bytes | None, new_head: bytes) -> Roster:
         """The roster after ``author`` applies ``change`` whose ``prev`` is given.

@@ -78,6 +78,7 @@ from protocol import (
 )
 from protocol.auth import SESSION_SECRET_BYTES
 from protocol.frames import LANES
+from protocol.membership import may_post
 from protocol.ops import Op, op_from_fields
 
 from .keys import ServerIdentity, hpke_key_usable, seal_to_device, signature_valid
@@ -391,8 +392,7 @@ class _PushApplier:
         record, role = await self._member_conversation(conv)
         broadcast = self.rosters[conv].broadcast if conv in self.rosters else record.broadcast
         if isinstance(op, ContentOp):
-            admin_only = broadcast or op.op_type is OpType.ANNOUNCE
-            if admin_only and role is not Role.ADMIN:
+            if not may_post(role, broadcast=broadcast, announce=op.op_type is OpType.ANNOUNCE):
                 raise _refuse(ErrorCode.FORBIDDEN, "only admins post here")
             return await self.tx.insert_op(record.conv_id, int(op.op_type), device, op.op_id,
                                            None, dumps(op.fields(pulled=True)), digest)

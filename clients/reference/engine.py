@@ -52,6 +52,7 @@ from protocol import (
 from protocol.e2e import FORM_KINDS, MessageBody, SealedPayload
 from protocol.forms import PayloadKind, parse_form_payload
 from protocol.limits import MAX_RESPONSE_BYTES
+from protocol.membership import may_post
 from protocol.ops import Op, push_op_from_value
 
 from .connection import ResponseForged, ServerError
@@ -348,8 +349,8 @@ class SyncEngine:
             return None
         broadcast = db.execute("SELECT broadcast FROM conversations WHERE conv = ?",
                                (conv,)).fetchone()
-        admin_only = op.op_type is OpType.ANNOUNCE or bool(broadcast and broadcast[0])
-        if admin_only and roster[user] is not Role.ADMIN:
+        if not may_post(roster[user], broadcast=bool(broadcast and broadcast[0]),
+                        announce=op.op_type is OpType.ANNOUNCE):
             return "only admins post this"
         return self.apply_content(db, conv, pulled, op, user)
 

@@ -347,7 +347,6 @@ def valid_frames() -> list[tuple[str, str, Any]]:
     ]
 
 
-BODY_RULES = {"sync-request", "sync-response", "directory-request", "directory-response"}
 
 
 # ---------------------------------------------------------------- JSON forms
