@@ -26,7 +26,9 @@ from clients.reference.forms import Forms  # noqa: E402
 from tests.support.linkemu import PROFILES, LinkEmulator, ThreadedLink  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+sys.path.insert(0, str(ROOT / "bench"))
+from report import machine, write_section  # noqa: E402
+
 BEGIN, END = "<!-- forms-bench:begin -->", "<!-- forms-bench:end -->"
 RESPONDERS = 50
 FIELDS = ["visits:number:required", "stock ok:yesno", "services:multi:vaccines|antenatal|malaria",
@@ -34,9 +36,6 @@ FIELDS = ["visits:number:required", "stock ok:yesno", "services:multi:vaccines|a
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from wire_cost import machine
-
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
         server = ServerProcess(base / "forms.db").start()
@@ -96,13 +95,7 @@ def main() -> int:
              f"is {catch_up * 8 / 40_000:.1f} s of transfer plus 0.8 s per round trip.", END]
     section = "\n".join(lines)
     print(section)
-    text = BENCHMARKS.read_text()
-    if BEGIN in text:
-        start, end = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    BENCHMARKS.write_text(text)
+    write_section(section, BEGIN, END)
     return 0
 
 

@@ -55,18 +55,13 @@ from tests.support.device import PLACEHOLDER, Device  # noqa: E402
 from tests.support.linkemu import LinkEmulator, ThreadedLink  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+sys.path.insert(0, str(ROOT / "bench"))
+from report import machine, write_section  # noqa: E402
+
 BEGIN, END = "<!-- server-bench:begin -->", "<!-- server-bench:end -->"
 TEXT_40 = "Clinic opens at 9 tomorrow, bring cards."  # 40 characters
 assert len(TEXT_40) == 40
 EPOCH_KEY = bytes(32)
-
-
-def machine() -> str:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from wire_cost import machine as describe
-
-    return describe()
 
 
 def message_op(device: Device, conv: bytes) -> ContentOp:
@@ -319,13 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     scale_rows = scale(sizes, 100 if args.quick else 300)
     section = report(wire_rows, loads, scale_rows, args.quick)
     print(section)
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n\n"
-    if BEGIN in text:
-        start, end = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    BENCHMARKS.write_text(text)
+    write_section(section, BEGIN, END)
     return 0
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import random
-import sqlite3
 import statistics
 import sys
 import time
@@ -47,8 +44,10 @@ from protocol import (  # noqa: E402
 )
 from protocol.limits import MAX_BUDGET  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from report import machine, replace_section, write_section  # noqa: E402
+
 SPEC = ROOT / "protocol" / "SPEC.md"
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- wire-cost:begin -->", "<!-- wire-cost:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- protocol-wire-cost:begin -->", "<!-- protocol-wire-cost:end -->"
 
@@ -194,11 +193,6 @@ def spec_section() -> str:
             f"{render_vector_table()}\n{END}")
 
 
-def replace_section(text: str, section: str, begin: str = BEGIN, end_marker: str = END) -> str:
-    start, end = text.index(begin), text.index(end_marker) + len(end_marker)
-    return text[:start] + section + text[end:]
-
-
 def hostile_inputs() -> dict[str, Callable[[int], bytes]]:
     return {
         "nesting as deep as the input": lambda n: b"\x81" * n,
@@ -223,19 +217,6 @@ def time_refusals() -> list[tuple[str, float]]:  # microseconds
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}")
-
-
 def benchmarks_section() -> str:
     timings = "\n".join(f"| {name} | {us:,.0f} |" for name, us in time_refusals())
     return (f"{BENCH_BEGIN}\n## Protocol wire cost\n\nMeasured {datetime.now(UTC):%Y-%m-%d} by "
@@ -251,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check SPEC.md is current")
     args = parser.parse_args(argv)
     spec = SPEC.read_text()
-    wanted = replace_section(spec, spec_section())
+    wanted = replace_section(spec, spec_section(), BEGIN, END)
     if args.check:
         if wanted != spec:
             print("protocol/SPEC.md wire-cost table is stale: run python bench/wire_cost.py")
@@ -264,13 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"empty sync exchange: {empty_exchange()} B (target <= 64)")
     SPEC.write_text(wanted)
     section = benchmarks_section()
-    if BENCHMARKS.exists() and BENCH_BEGIN in BENCHMARKS.read_text():
-        BENCHMARKS.write_text(replace_section(BENCHMARKS.read_text(), section, BENCH_BEGIN,
-                                              BENCH_END))
-    else:
-        BENCHMARKS.parent.mkdir(exist_ok=True)
-        header = "# Benchmarks\n\nFigures measured on a named machine; each section says how.\n\n"
-        BENCHMARKS.write_text(header + section + "\n")
+    write_section(section, BENCH_BEGIN, BENCH_END)
     print(section)
     return 0
 
