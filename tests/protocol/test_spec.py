@@ -73,3 +73,12 @@ def test_wire_cost_targets() -> None:
     assert wire_cost.empty_exchange() <= 64
     for scenario, overhead in wire_cost.overhead_per_op().items():
         assert overhead <= 16, scenario
+
+
+def test_figures_quoted_in_the_prose_match_the_code() -> None:
+    wire_cost = load_wire_cost()
+    prose = " ".join(spec_text().split())
+    assert f"An empty sync exchange costs {wire_cost.empty_exchange()} bytes of body" in prose
+    note = wire_cost.rows()[0].note  # "... authenticated framing 24 + 20 B"
+    request, response = re.search(r"framing (\d+) \+ (\d+) B", note).groups()  # type: ignore[union-attr]
+    assert f"{request} and {response} bytes around the bodies of an empty sync" in prose
