@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
@@ -20,10 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from protocol import Role, StoredOp
-
 from .interface import (
-    ConversationRecord,
     DeviceRecord,
     InviteRefused,
     ReadTx,
@@ -33,14 +30,13 @@ from .interface import (
     StorageBusy,
     StorageFull,
     StorageUnavailable,
-    StoredRow,
     UserRecord,
     WriteTx,
 )
+from .sqlite_tx import SQLiteReadTx, SQLiteWriteTx
 
 BUSY_TIMEOUT_MS = 5000
 READERS = 2
-MAX_ARMS = 400  # subqueries per compound SELECT (SQLite allows 500)
 
 
 def _translate(exc: sqlite3.Error) -> Exception:
@@ -76,211 +72,6 @@ async def _connect(path: str, *, readonly: bool, busy_timeout_ms: int) -> aiosql
         await connection.execute("PRAGMA journal_mode = WAL")
         await connection.execute("PRAGMA synchronous = FULL")
     return connection
-
-
-class _SQLiteWrite(WriteTx):
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
-
-    async def _one(self, sql: str, *args: Any) -> Any:
-        async with self.db.execute(sql, args) as cursor:
-            return await cursor.fetchone()
-
-    async def high_water(self) -> int:
-        row = await self._one("SELECT max(seq) FROM ops")
-        return int(row[0]) if row and row[0] is not None else 0
-
-    async def ops_by_id(self, device_id: int, op_ids: Sequence[int]) -> dict[int, StoredOp]:
-        found: dict[int, StoredOp] = {}
-        for start in range(0, len(op_ids), 500):
-            chunk = list(op_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT op_id, digest, seq FROM ops WHERE device_id = ? AND op_id IN ({marks})"
-            async with self.db.execute(sql, (device_id, *chunk)) as cursor:
-                for op_id, digest, seq in await cursor.fetchall():
-                    found[op_id] = StoredOp(digest, seq)
-        return found
-
-    async def highest_op_id(self, device_id: int) -> int:
-        row = await self._one("SELECT highest_op_id FROM devices WHERE id = ?", device_id)
-        return int(row[0]) if row else 0
-
-    async def conversation(self, conv: bytes, *, members: bool = True
-                           ) -> ConversationRecord | None:
-        row = await self._one("SELECT id, broadcast, head FROM conversations WHERE conv = ?", conv)
-        if row is None:
-            return None
-        roster: dict[int, Role] = {}
-        if members:
-            async with self.db.execute("SELECT user_id, role FROM members WHERE conv_id = ?",
-                                       (row[0],)) as cursor:
-                roster = {user: Role(role) for user, role in await cursor.fetchall()}
-        return ConversationRecord(row[0], conv, bool(row[1]), row[2], roster)
-
-    async def member_role(self, conv_id: int, user_id: int) -> Role | None:
-        row = await self._one("SELECT role FROM members WHERE conv_id = ? AND user_id = ?",
-                              conv_id, user_id)
-        return None if row is None else Role(row[0])
-
-    async def device_owners(self, device_ids: Sequence[int]) -> dict[int, tuple[int, bool]]:
-        owners: dict[int, tuple[int, bool]] = {}
-        ids = sorted(set(device_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, user_id, revoked_at FROM devices WHERE id IN ({marks})"
-            async with self.db.execute(sql, chunk) as cursor:
-                for device, user, revoked_at in await cursor.fetchall():
-                    owners[device] = (user, revoked_at is not None)
-        return owners
-
-    async def known_users(self, user_ids: Sequence[int]) -> set[int]:
-        known: set[int] = set()
-        ids = sorted(set(user_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            async with self.db.execute(f"SELECT id FROM users WHERE id IN ({marks})",
-                                       chunk) as cursor:
-                known.update(row[0] for row in await cursor.fetchall())
-        return known
-
-    async def create_conversation(self, conv: bytes, broadcast: bool, head: bytes) -> int:
-        cursor = await self.db.execute(
-            "INSERT INTO conversations (conv, broadcast, head) VALUES (?, ?, ?)",
-            (conv, int(broadcast), head))
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    async def insert_op(self, conv_id: int, op_type: int, device_id: int, op_id: int,
-                        to_device: int | None, fields: bytes, digest: bytes) -> int:
-        cursor = await self.db.execute(
-            "INSERT INTO ops (conv_id, op_type, device_id, op_id, to_device, fields, digest)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conv_id, op_type, device_id, op_id, to_device, fields, digest))
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    async def set_roster(self, conv_id: int, head: bytes, changed: Mapping[int, Role],
-                         joined: Sequence[int], left: Sequence[int], seq: int) -> None:
-        await self.db.execute("UPDATE conversations SET head = ? WHERE id = ?", (head, conv_id))
-        await self.db.executemany(
-            "INSERT INTO members (conv_id, user_id, role) VALUES (?, ?, ?)"
-            " ON CONFLICT (conv_id, user_id) DO UPDATE SET role = excluded.role",
-            [(conv_id, user, int(role)) for user, role in changed.items()])
-        await self.db.executemany("DELETE FROM members WHERE conv_id = ? AND user_id = ?",
-                                  [(conv_id, user) for user in left])
-        await self.db.executemany(
-            "INSERT INTO spans (conv_id, user_id, joined_seq) VALUES (?, ?, ?)",
-            [(conv_id, user, seq) for user in joined])
-        await self.db.executemany(
-            "UPDATE spans SET left_seq = ? WHERE conv_id = ? AND user_id = ? AND left_seq IS NULL",
-            [(seq, conv_id, user) for user in left])
-
-    async def set_highest_op_id(self, device_id: int, op_id: int) -> None:
-        await self.db.execute("UPDATE devices SET highest_op_id = ? WHERE id = ?",
-                              (op_id, device_id))
-
-    async def set_counter(self, session_id: int, counter: int) -> None:
-        await self.set_counters({session_id: counter})
-
-    async def set_counters(self, counters: Mapping[int, int]) -> None:
-        await self.db.executemany(
-            "UPDATE sessions SET highest_counter = max(highest_counter, ?) WHERE id = ?",
-            [(counter, session_id) for session_id, counter in counters.items()])
-
-
-class _SQLiteRead(ReadTx):
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
-        self._spans: dict[int, list[tuple[int, bytes, int, int | None]]] = {}
-        self._device_joined: dict[int, int] = {}
-
-    async def high_water(self) -> int:
-        async with self.db.execute("SELECT max(seq) FROM ops") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
-
-    async def _spans_of(self, user_id: int) -> list[tuple[int, bytes, int, int | None]]:
-        if user_id not in self._spans:
-            sql = ("SELECT s.conv_id, c.conv, s.joined_seq, s.left_seq FROM spans s"
-                   " JOIN conversations c ON c.id = s.conv_id WHERE s.user_id = ?")
-            async with self.db.execute(sql, (user_id,)) as cursor:
-                self._spans[user_id] = [(r[0], bytes(r[1]), r[2], r[3])
-                                        for r in await cursor.fetchall()]
-        return self._spans[user_id]
-
-    async def pull(self, *, user_id: int, device_id: int, lane: int, after: int, upto: int,
-                   limit: int) -> list[StoredRow]:
-        spans = await self._spans_of(user_id)
-        conv_of = {conv_id: conv for conv_id, conv, _, _ in spans}
-        if device_id not in self._device_joined:
-            async with self.db.execute("SELECT joined_seq FROM devices WHERE id = ?",
-                                       (device_id,)) as cursor:
-                row = await cursor.fetchone()
-            self._device_joined[device_id] = int(row[0]) if row else 0
-        device_joined = self._device_joined[device_id]
-        columns = "seq, conv_id, op_type, device_id, op_id, fields"
-        arms: list[tuple[str, tuple[Any, ...]]] = []
-        if lane == 0:
-            # Membership ops: the whole chain, up to the user's last removal if not a member now.
-            ends: dict[int, int | None] = {}
-            for conv_id, _, _, left in spans:
-                if left is None:
-                    ends[conv_id] = None
-                elif conv_id not in ends:
-                    ends[conv_id] = left
-                elif (end := ends[conv_id]) is not None:
-                    ends[conv_id] = max(end, left)
-            for conv_id, end in ends.items():
-                high = upto if end is None else min(upto, end)
-                if high <= after:
-                    continue  # nothing of this chain is above the cursor
-                arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = 0"
-                             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
-                             (conv_id, after, high, device_id, limit)))
-            arms.append((f"SELECT {columns} FROM ops WHERE to_device = ? AND seq > ?"
-                         " AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
-                         (device_id, after, upto, device_id, limit)))
-        else:
-            op_type = lane + 1
-            for conv_id, _, joined, left in spans:
-                high = upto if left is None else min(upto, left - 1)
-                low = max(after, joined, device_joined)  # no history for a new device
-                if high <= low:
-                    continue
-                arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = ?"
-                             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
-                             (conv_id, op_type, low, high, device_id, limit)))
-        rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(arms), MAX_ARMS):
-            chunk = arms[start : start + MAX_ARMS]
-            sql = " UNION ALL ".join(f"SELECT * FROM ({text})" for text, _ in chunk)
-            sql += " ORDER BY seq LIMIT ?"
-            args = [arg for _, part in chunk for arg in part] + [limit]
-            async with self.db.execute(sql, args) as cursor:
-                rows.extend(tuple(row) for row in await cursor.fetchall())
-        if len(arms) > MAX_ARMS:
-            rows.sort(key=lambda row: row[0])
-            rows = rows[:limit]
-        return [StoredRow(seq, conv_of.get(conv_id, b""), op_type, device, op_id, fields)
-                for seq, conv_id, op_type, device, op_id, fields in rows]
-
-
-    async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
-                    ) -> list[StoredRow] | None:
-        async with self.db.execute(
-                "SELECT c.id FROM conversations c JOIN spans s ON s.conv_id = c.id"
-                " WHERE c.conv = ? AND s.user_id = ? LIMIT 1", (conv, user_id)) as cursor:
-            found = await cursor.fetchone()
-        if found is None:
-            return None
-        sql = ("SELECT seq, op_type, device_id, op_id, fields FROM ops WHERE conv_id = ?"
-               " AND op_type = 0 AND seq > ? ORDER BY seq LIMIT ?")
-        async with self.db.execute(sql, (found[0], after, limit)) as cursor:
-            rows = await cursor.fetchall()
-        return [StoredRow(seq, conv, op_type, device, op_id, bytes(fields))
-                for seq, op_type, device, op_id, fields in rows]
 
 
 class SQLiteStorage(Storage):
@@ -379,7 +170,7 @@ class SQLiteStorage(Storage):
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             try:
-                yield _SQLiteWrite(db)
+                yield SQLiteWriteTx(db)
             except sqlite3.Error as exc:  # full disk, I/O error, lock lost: nothing is kept
                 with suppress(sqlite3.Error):
                     await db.rollback()
@@ -401,7 +192,7 @@ class SQLiteStorage(Storage):
         try:
             await db.execute("BEGIN")
             try:
-                yield _SQLiteRead(db)
+                yield SQLiteReadTx(db)
             finally:
                 with suppress(sqlite3.Error):
                     await db.rollback()
@@ -437,7 +228,7 @@ class SQLiteStorage(Storage):
     async def _write(self, sql: str, *args: Any) -> int:
         """One statement in its own transaction; returns the rows changed."""
         async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            assert isinstance(tx, SQLiteWriteTx)
             cursor = await tx.db.execute(sql, args)
             return cursor.rowcount
 
@@ -456,7 +247,7 @@ class SQLiteStorage(Storage):
         if row is not None:
             return bytes(row[0])
         async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            assert isinstance(tx, SQLiteWriteTx)
             await tx.db.execute("INSERT OR IGNORE INTO server_keys (id, sign_seed) VALUES (1, ?)",
                                 (os.urandom(32),))
         row = await self._read_one("SELECT sign_seed FROM server_keys WHERE id = 1")
@@ -469,7 +260,7 @@ class SQLiteStorage(Storage):
     async def register(self, code_hash: bytes, phone: str, sign_key: bytes, hpke_key: bytes,
                        now: int) -> tuple[int, int]:
         async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            assert isinstance(tx, SQLiteWriteTx)
             db = tx.db
             changed = await db.execute(
                 "UPDATE invites SET used_at = ? WHERE code_hash = ? AND phone = ?"
@@ -503,7 +294,7 @@ class SQLiteStorage(Storage):
 
     async def revoke(self, device_id: int, now: int) -> bool:
         async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            assert isinstance(tx, SQLiteWriteTx)
             cursor = await tx.db.execute(
                 "UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
                 (now, device_id))
@@ -514,7 +305,7 @@ class SQLiteStorage(Storage):
 
     async def use_challenge(self, nonce: bytes, expires_at: int, now: int) -> bool:
         async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            assert isinstance(tx, SQLiteWriteTx)
             await tx.db.execute("DELETE FROM used_challenges WHERE expires_at < ?", (now,))
             cursor = await tx.db.execute(
                 "INSERT OR IGNORE INTO used_challenges (nonce, expires_at) VALUES (?, ?)",
@@ -524,7 +315,7 @@ class SQLiteStorage(Storage):
     async def create_session(self, device_id: int, request_key: bytes, response_key: bytes,
                              now: int, expires_at: int) -> int:
         async with self.transaction() as tx:
-            assert isinstance(tx, _SQLiteWrite)
+            assert isinstance(tx, SQLiteWriteTx)
             cursor = await tx.db.execute(
                 "INSERT INTO sessions (device_id, request_key, response_key, created_at,"
                 " expires_at) VALUES (?, ?, ?, ?, ?)",
