@@ -49,6 +49,11 @@ log = logging.getLogger("syncd.http")
 sync_log = logging.getLogger("syncd.sync")
 
 RETRY_UNAVAILABLE = 2
+RETRY_OVERLOADED = 1
+
+
+class Overloaded(Exception):
+    """More requests are being worked on than the server takes at once."""
 
 
 class BodyTooLarge(Exception):
@@ -100,6 +105,7 @@ class Server:
         self.service: SyncService | None = None
         self.ready_reason = "starting"
         self._flusher: asyncio.Task[None] | None = None
+        self.inflight = 0  # requests past their body read, not yet answered
 
     async def start(self) -> None:
         await self.storage.open()
@@ -145,7 +151,15 @@ class Server:
             except BodyTooLarge as exc:
                 raise ProtocolError(ErrorCode.TOO_LARGE,
                                     f"body over {self.settings.max_body_bytes} bytes") from exc
-            response = Response(await work(body, info))  # CBOR; no content-type (SPEC §4)
+            # Load shedding: past the limit, answer at once rather than queue behind the
+            # single writer until every request in the queue misses its deadline.
+            if self.inflight >= self.settings.max_inflight:
+                raise Overloaded
+            self.inflight += 1
+            try:
+                response = Response(await work(body, info))  # CBOR; no content-type (SPEC §4)
+            finally:
+                self.inflight -= 1
         except SealedError as sealed:
             info["error"] = sealed.error.code.name.lower()
             headers = ({"retry-after": str(sealed.error.retry_after)}
@@ -160,6 +174,12 @@ class Server:
             log.warning("storage unavailable (request %s): %s", request_id, exc)
             response = error_response(ProtocolError(
                 ErrorCode.UNAVAILABLE, "server busy, retry later", retry_after=RETRY_UNAVAILABLE))
+        except Overloaded:
+            info["error"] = "overloaded"
+            self.metrics.shed.inc()
+            response = error_response(ProtocolError(
+                ErrorCode.UNAVAILABLE, "server overloaded, retry later",
+                retry_after=RETRY_OVERLOADED))
         except TimeoutError:
             info["error"] = "read_deadline"
             response = Response(b"", status_code=408, headers={"connection": "close"})

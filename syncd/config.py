@@ -26,6 +26,9 @@ class Settings:
     rate_burst: int = 30
     session_ttl_seconds: int = 30 * 24 * 3600
     counter_flush_seconds: float = 5.0
+    # Requests worked on at once (body read, not yet answered); more get 503 at once.
+    # Long-poll waits do not count: they hold no database connection while waiting.
+    max_inflight: int = 64
     busy_timeout_ms: int = 5000  # then 503 with Retry-After, nothing written
     max_db_bytes: int = 0  # 0: no cap; past it writes get 503 (as if the disk were full)
     log_level: str = "info"

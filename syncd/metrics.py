@@ -24,6 +24,9 @@ class Metrics:
             registry=self.registry)
         self.ops_pushed = Counter("syncd_ops_pushed", "Ops acked (new and replayed)",
                                   registry=self.registry)
+        self.shed = Counter("syncd_requests_shed",
+                            "Requests answered 503 at once because too many were in flight",
+                            registry=self.registry)
         self.ops_pulled = Counter("syncd_ops_pulled", "Ops delivered", registry=self.registry)
         self.active_devices = Gauge("syncd_active_devices",
                                     f"Devices that synced in the last {ACTIVE_WINDOW_SECONDS} s",
