@@ -12,6 +12,7 @@ the moments.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -52,10 +53,8 @@ class Worker(threading.Thread):
             pass
         except ServerError as error:
             if error.status == 401:  # the server lost the session: log in again
-                try:
+                with contextlib.suppress(httpx.HTTPError, ServerError):
                     self.device.login()
-                except (httpx.HTTPError, ServerError):
-                    pass
             elif error.status != 503:
                 raise
         self.retries += 1
