@@ -28,6 +28,7 @@ import uvicorn
 
 from clients.reference.connection import ServerError
 from protocol import ErrorCode, Role
+from protocol.ops import Op
 from syncd.app import create_app
 from syncd.config import Settings
 from syncd.storage.sqlite import SQLiteStorage
@@ -172,7 +173,7 @@ def test_an_io_error_at_commit_acks_nothing_and_the_retry_lands(tmp_path: Path) 
         code = asyncio.run(_invite(storage.path, "+254744000001"))
         device = Device.enrol(url, "+254744000001", code)
         conv, create = device.create({})
-        ops = [create, *(device.chat(conv, os.urandom(100)) for _ in range(3))]
+        ops: list[Op] = [create, *(device.chat(conv, os.urandom(100)) for _ in range(3))]
         storage.fail = 1
         with pytest.raises(ServerError) as refused:
             device.push(conv, *ops)

@@ -13,6 +13,7 @@ the moments.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import sqlite3
@@ -84,7 +85,7 @@ class Pusher(Worker):
             with self.lock:
                 self.groups.append(tuple(op.op_id for op in ops))
             while not self.stop.is_set():
-                response = self.attempt(lambda ops=ops: self.device.push(self.conv, *ops))
+                response = self.attempt(functools.partial(self.device.push, self.conv, *ops))
                 if response is not None:
                     with self.lock:
                         self.acked.update(zip((op.op_id for op in ops), response.acks,
