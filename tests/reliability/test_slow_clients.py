@@ -79,7 +79,7 @@ def test_slow_and_oversize_clients_do_not_slow_a_normal_phone(tmp_path: Path) ->
                       for declared in (True, True, False, False)]
         for thread in attackers:
             thread.start()
-        during = []
+        during: list[float] = []
         while any(thread.is_alive() for thread in attackers) and len(during) < 1000:
             started = time.perf_counter()
             device.sync()  # raises on any failure
