@@ -41,6 +41,7 @@ from protocol.limits import VERSION
 
 from .config import Settings
 from .metrics import Metrics
+from .notify import open_notifier
 from .ratelimit import RateLimiter
 from .service import Caller, SyncService
 from .storage import Storage, StorageUnavailable, open_storage
@@ -106,16 +107,25 @@ class Server:
         self.ready_reason = "starting"
         self._flusher: asyncio.Task[None] | None = None
         self.inflight = 0  # requests past their body read, not yet answered
+        self.notifier = open_notifier(settings.db)
 
     async def start(self) -> None:
         await self.storage.open()
+        await self.notifier.start()
         self.service = await SyncService.create(self.storage,
-                                                session_ttl=self.settings.session_ttl_seconds)
+                                                session_ttl=self.settings.session_ttl_seconds,
+                                                notifier=self.notifier,
+                                                max_wait=self.settings.max_wait_seconds)
         self.ready_reason = ""
         self._flusher = asyncio.create_task(self._flush_counters())
 
+    async def release_waiters(self) -> None:
+        """Answer every long-poll now (shutdown): waiting syncs return what they have."""
+        await self.notifier.close()
+
     async def stop(self) -> None:
         self.ready_reason = "stopping"
+        await self.notifier.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -236,7 +246,7 @@ class Server:
                 self.service.admit(caller)
                 self._admit(caller, info)
                 frame = decode(authed.body, SyncRequest, max_bytes=self.settings.max_body_bytes)
-                outcome = await self.service.sync(caller, frame)
+                outcome = await self.service.sync(caller, frame, idle=self._idle)
             reply = encode(self.service.seal(caller, encode(outcome.response)))
             budget = frame.effective_budget
             if len(reply) > budget and outcome.response.op_count != 1:
@@ -272,6 +282,18 @@ class Server:
                 answer = await self.service.chain(caller, frame)
             return encode(self.service.seal(caller, encode(answer)))
         return await self.handle(request, "chain", work)
+
+    @contextlib.contextmanager
+    def _idle(self) -> Iterator[object]:
+        """A long-poll that waits holds no database connection: it leaves the in-flight
+        count while it waits and is counted as waiting instead."""
+        self.inflight -= 1
+        self.metrics.waiting.inc()
+        try:
+            yield None
+        finally:
+            self.metrics.waiting.dec()
+            self.inflight += 1
 
     def _admit(self, caller: Caller, info: dict[str, Any]) -> None:
         info["device"] = caller.device_id

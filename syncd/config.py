@@ -29,6 +29,9 @@ class Settings:
     # Requests worked on at once (body read, not yet answered); more get 503 at once.
     # Long-poll waits do not count: they hold no database connection while waiting.
     max_inflight: int = 64
+    # Longest a sync may wait for news (long-poll): under the idle timeouts of the
+    # carrier NATs and proxies in front of 2G phones.
+    max_wait_seconds: float = 25.0
     busy_timeout_ms: int = 5000  # then 503 with Retry-After, nothing written
     max_db_bytes: int = 0  # 0: no cap; past it writes get 503 (as if the disk were full)
     log_level: str = "info"

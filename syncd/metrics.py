@@ -27,6 +27,8 @@ class Metrics:
         self.shed = Counter("syncd_requests_shed",
                             "Requests answered 503 at once because too many were in flight",
                             registry=self.registry)
+        self.waiting = Gauge("syncd_waiting_syncs", "Long-poll syncs waiting for news",
+                             registry=self.registry)
         self.ops_pulled = Counter("syncd_ops_pulled", "Ops delivered", registry=self.registry)
         self.active_devices = Gauge("syncd_active_devices",
                                     f"Devices that synced in the last {ACTIVE_WINDOW_SECONDS} s",

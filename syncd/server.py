@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import h11
 import uvicorn
+from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import create_app
@@ -57,9 +59,9 @@ def deadline_protocol(seconds: float) -> type[H11Protocol]:
     return DeadlineH11Protocol
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings),
+        app or create_app(settings),
         host=settings.host,
         port=settings.port,
         http=deadline_protocol(settings.read_deadline_seconds),
@@ -78,4 +80,16 @@ def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT; in-flight requests finish, the database closes."""
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvicorn.Server(uvicorn_config(settings)).run()
+    app = create_app(settings)
+    server = app.state.server
+    config = uvicorn_config(settings, app)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Long-polls answer at once, so in-flight requests finish without waiting
+            # out their waits before the database closes.
+            super().handle_exit(sig, frame)
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(server.release_waiters())
+
+    Server(config).run()

@@ -18,12 +18,14 @@ HTTP edge) or ``StorageUnavailable`` (503). A sync runs in two steps:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from protocol import (
@@ -82,6 +84,7 @@ from protocol.membership import may_post
 from protocol.ops import Op, op_from_fields
 
 from .keys import ServerIdentity, hpke_key_usable, seal_to_device, signature_valid
+from .notify import Commit, LocalNotifier
 from .storage import ConversationRecord, InviteRefused, SessionRecord, Storage, WriteTx
 
 log = logging.getLogger("syncd.service")
@@ -89,6 +92,7 @@ log = logging.getLogger("syncd.service")
 SMALLEST_PULLED_OP = 72  # bytes: a 64-byte signature plus the least framing
 CHALLENGE_TTL = 60
 SESSION_TTL = 30 * 24 * 3600
+MAX_WAIT = 25  # seconds: under the idle timeouts of the NATs and proxies between 2G phones
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +128,11 @@ class SyncService:
 
     def __init__(self, storage: Storage, identity: ServerIdentity, *,
                  clock: Callable[[], float] = time.time,
-                 session_ttl: int = SESSION_TTL) -> None:
+                 session_ttl: int = SESSION_TTL, notifier: LocalNotifier | None = None,
+                 max_wait: float = MAX_WAIT) -> None:
         self.storage = storage
+        self.notifier = notifier or LocalNotifier()
+        self.max_wait = max_wait
         self.identity = identity
         self.clock = clock
         self.session_ttl = session_ttl
@@ -262,12 +269,34 @@ class SyncService:
 
     # ------------------------------------------------------------ sync
 
-    async def sync(self, caller: Caller, request: SyncRequest) -> SyncOutcome:
+    async def sync(self, caller: Caller, request: SyncRequest,
+                   idle: Callable[[], AbstractContextManager[object]] = nullcontext
+                   ) -> SyncOutcome:
+        """Push, then pull; with ``wait`` and nothing to push or deliver, hold the request
+        until an op this device may see is committed (on any replica) or the wait ends.
+        ``idle`` brackets the waiting, during which the request holds no connection."""
         acks: tuple[int, ...] = ()
         if request.push:
             acks = await self._push(caller, request)
-        response = await self._pull(caller, request, acks)
-        return SyncOutcome(response, len(acks), response.op_count)
+        wait = min(float(request.wait_seconds), self.max_wait)
+        if request.push or wait <= 0:
+            response = await self._pull(caller, request, acks)
+            return SyncOutcome(response, len(acks), response.op_count)
+        with self.notifier.subscribe() as sub:  # before the pull: no commit slips between
+            response = await self._pull(caller, request, acks)
+            if response.op_count or response.more:
+                return SyncOutcome(response, 0, response.op_count)
+            async with self.storage.snapshot() as snap:
+                convs = await snap.conversations_of(caller.user_id)
+            sub.narrow(convs, caller.user_id)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            with idle():
+                while await sub.wait(deadline - loop.time()):
+                    response = await self._pull(caller, request, acks)
+                    if response.op_count or response.more:
+                        break
+        return SyncOutcome(response, 0, response.op_count)
 
     async def _push(self, caller: Caller, request: SyncRequest) -> tuple[int, ...]:
         pushed: list[tuple[bytes, Op]] = [(block.conv, op) for block in request.push
@@ -299,6 +328,10 @@ class SyncService:
             if new_ids:
                 await tx.set_highest_op_id(caller.device_id, max(new_ids))
             await tx.set_counter(caller.session.session_id, caller.counter)
+        if new_ids:  # committed: wake the devices waiting for these conversations
+            await self.notifier.publish(Commit(
+                frozenset(conv for (conv, _), seq in zip(pushed, earlier, strict=True)
+                          if seq is None), frozenset(apply.moved_users)))
         return tuple(acks)
 
     async def _pull(self, caller: Caller, request: SyncRequest,
@@ -363,6 +396,7 @@ class _PushApplier:
         self.found: dict[bytes, ConversationRecord | None] = {}
         self.rosters: dict[bytes, Roster] = {}  # full rosters, as changed by this push
         self.roles: dict[tuple[bytes, int], Role | None] = {}
+        self.moved_users: set[int] = set()  # joined or left a conversation in this push
 
     async def _conversation(self, conv: bytes) -> ConversationRecord | None:
         if conv not in self.found:
@@ -434,6 +468,7 @@ class _PushApplier:
         changed = {u: r for u, r in after.members.items() if before.members.get(u) is not r}
         joined = [u for u in after.members if u not in before.members]
         left = [u for u in before.members if u not in after.members]
+        self.moved_users.update(joined, left)
         await self.tx.set_roster(record.conv_id, new_head, changed, joined, left, seq)
         self.rosters[conv] = after
         return seq

@@ -171,6 +171,10 @@ class ReadTx(ABC):
         upto``, in seq order, excluding the device's own ops (SPEC.md section 9)."""
 
     @abstractmethod
+    async def conversations_of(self, user_id: int) -> set[bytes]:
+        """The wire ids of the conversations the user is a member of now."""
+
+    @abstractmethod
     async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
                     ) -> list[StoredRow] | None:
         """Up to ``limit`` membership ops of the conversation with seq above ``after``, in

@@ -207,6 +207,9 @@ class SQLiteReadTx(ReadTx):
                 for seq, conv_id, op_type, device, op_id, fields in rows]
 
 
+    async def conversations_of(self, user_id: int) -> set[bytes]:
+        return {conv for _, conv, _, left in await self._spans_of(user_id) if left is None}
+
     async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
                     ) -> list[StoredRow] | None:
         async with self.db.execute(

@@ -12,7 +12,6 @@ Two ways to fail the disk under a live server:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sqlite3
@@ -24,17 +23,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from clients.reference.connection import ServerError
 from protocol import ErrorCode, Role
 from protocol.ops import Op
-from syncd.app import create_app
 from syncd.config import Settings
 from syncd.storage.sqlite import SQLiteStorage
 from tests.support.device import Device
+from tests.support.inprocess import invite, serve_in_thread
 from tests.support.report import record
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess
 
 FS_BYTES = 3 * 1024 * 1024
 BALLAST_BYTES = 1024 * 1024
@@ -154,24 +152,9 @@ class FailingCommits(SQLiteStorage):
 
 def test_an_io_error_at_commit_acks_nothing_and_the_retry_lands(tmp_path: Path) -> None:
     storage = FailingCommits(tmp_path / "io.db")
-    port = free_port()
-    settings = Settings(port=port, db=str(tmp_path / "io.db"), rate_per_second=1000,
-                        rate_burst=1000)
-    config = uvicorn.Config(create_app(settings, storage), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        code = asyncio.run(_invite(storage.path, "+254744000001"))
-        device = Device.enrol(url, "+254744000001", code)
+    settings = Settings(db=storage.path, rate_per_second=1000, rate_burst=1000)
+    with serve_in_thread(settings, storage) as url:
+        device = Device.enrol(url, "+254744000001", invite(storage.path, "+254744000001"))
         conv, create = device.create({})
         ops: list[Op] = [create, *(device.chat(conv, os.urandom(100)) for _ in range(3))]
         storage.fail = 1
@@ -184,12 +167,3 @@ def test_an_io_error_at_commit_acks_nothing_and_the_retry_lands(tmp_path: Path) 
         with sqlite3.connect(storage.path) as connection:
             kept = dict(connection.execute("SELECT op_id, seq FROM ops"))
         assert [kept[op.op_id] for op in ops] == list(acks)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-async def _invite(db: str, phone: str) -> str:
-    from syncd import admin
-
-    return str((await admin.invite(db, phone, 3600))["code"])

@@ -105,10 +105,10 @@ class Device:
         return self.sync(push=(PushBlock(conv, ops),), budget=budget)
 
     def sync(self, push: tuple[PushBlock, ...] = (), budget: int | None = None,
-             cursor: Cursor | None = None, keep: bool = True) -> SyncResponse:
+             cursor: Cursor | None = None, keep: bool = True, wait: int = 0) -> SyncResponse:
         assert self.session is not None
         request = SyncRequest(push=push, cursor=self.cursor if cursor is None else cursor,
-                              budget=budget)
+                              budget=budget, wait_seconds=wait)
         response = self.connection.sync(self.session, request)
         if keep:
             for block in response.blocks:
