@@ -71,6 +71,9 @@ class LinkEmulator:
     seed: int = 0
     plan: Callable[[random.Random, int], CutPlan] | None = None
     counters: Counters = field(default_factory=Counters)
+    # Further servers (on the same host) to try, in order, when the target refuses a
+    # connection: a load balancer's failover between replicas.
+    fallback_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.target_host not in ("127.0.0.1", "localhost", "::1"):
@@ -104,10 +107,14 @@ class LinkEmulator:
         index = self.counters.connections
         self.counters.connections += 1
         plan = (self.plan or self.default_plan)(self.rng, index)
-        try:
-            server_reader, server_writer = await asyncio.open_connection(
-                self.target_host, self.target_port)
-        except OSError:
+        for port in (self.target_port, *self.fallback_ports):
+            try:
+                server_reader, server_writer = await asyncio.open_connection(
+                    self.target_host, port)
+                break
+            except OSError:
+                continue
+        else:
             client_writer.close()
             return
         cut = asyncio.Event()
