@@ -90,5 +90,19 @@ async def backup(db: str, destination: str) -> dict[str, Any]:
     return {"backup": str(target), "bytes": target.stat().st_size}
 
 
+async def migrate(source: str, target: str) -> dict[str, Any]:
+    """Copy a SQLite database into an empty PostgreSQL one (see syncd/storage/transfer.py)."""
+    from .storage.postgres import redact
+    from .storage.transfer import MigrationRefused
+    from .storage.transfer import migrate as copy_database
+
+    try:
+        tables = await copy_database(source, target)
+    except MigrationRefused as exc:
+        raise AdminError(str(exc)) from exc
+    return {"from": source, "to": redact(target), "verified": True,
+            "tables": {name: asdict(digest) for name, digest in tables.items()}}
+
+
 def render(result: dict[str, Any], as_json: bool, text: str) -> str:
     return json.dumps(result, sort_keys=True) if as_json else text

@@ -6,7 +6,9 @@
     syncd admin --db PATH revoke DEVICE_ID
     syncd admin --db PATH stats
     syncd admin --db PATH backup PATH
+    syncd admin migrate --from SQLITE_PATH --to postgresql://...
 
+``--db`` takes a SQLite file path or a ``postgresql://`` URL.
 Every admin command takes ``--json`` and then prints one JSON document.
 Settings also come from ``SYNCD_*`` environment variables (see config.py).
 """
@@ -32,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--host", default=None, help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (8787)")
-    serve.add_argument("--db", default=None, help="SQLite database file (./syncd.db)")
+    serve.add_argument("--db", default=None,
+                       help="SQLite database file (./syncd.db) or postgresql:// URL")
 
     tool = commands.add_parser("admin", help="operator commands; safe while the server runs")
-    tool.add_argument("--db", default=None, help="database file (SYNCD_DB, ./syncd.db)")
+    tool.add_argument("--db", default=None,
+                      help="database file or postgresql:// URL (SYNCD_DB, ./syncd.db)")
     tool.add_argument("--json", action="store_true", help="print one JSON document")
     actions = tool.add_subparsers(dest="action", required=True)
     invite = actions.add_parser("invite", help="print a one-time enrolment code for a phone")
@@ -51,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("stats", help="users, devices, conversations, ops, database size")
     backup = actions.add_parser("backup", help="consistent copy of the database, while serving")
     backup.add_argument("path")
-    for sub in (invite, devices, revoke, backup):
+    migrate = actions.add_parser("migrate", help="copy a SQLite database into an empty"
+                                 " PostgreSQL database, verified table by table")
+    migrate.add_argument("--from", dest="source", required=True, metavar="SQLITE_PATH")
+    migrate.add_argument("--to", dest="target", required=True, metavar="POSTGRESQL_URL")
+    for sub in (invite, devices, revoke, backup, migrate):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     for name in ("stats",):
         actions.choices[name].add_argument("--json", action="store_true",
@@ -85,6 +93,12 @@ def run_admin(args: argparse.Namespace) -> int:
         elif args.action == "stats":
             result = asyncio.run(admin.stats(db))
             text = "\n".join(f"{key}: {value}" for key, value in result.items())
+        elif args.action == "migrate":
+            db = args.target
+            result = asyncio.run(admin.migrate(args.source, args.target))
+            ops = result["tables"]["ops"]["rows"]
+            text = (f"copied {args.source} to {result['to']}: {ops} ops; row counts and"
+                    " checksums match in every table")
         else:
             result = asyncio.run(admin.backup(db, args.path))
             text = f"backup written to {result['backup']} ({result['bytes']} bytes)"
@@ -92,7 +106,9 @@ def run_admin(args: argparse.Namespace) -> int:
         print(f"syncd admin: {exc}", file=sys.stderr)
         return 1
     except StorageError as exc:
-        print(f"syncd admin: database {db}: {exc}", file=sys.stderr)
+        from .storage.postgres import redact
+
+        print(f"syncd admin: database {redact(db)}: {exc}", file=sys.stderr)
         return 1
     print(admin.render(result, args.json, text))
     return 0

@@ -1,8 +1,9 @@
 """The storage interface of the server.
 
 All SQL lives behind this interface. ``SQLiteStorage`` implements it on an
-embedded SQLite file; a PostgreSQL backend implements the same methods, and
-``tests/syncd/test_storage_contract.py`` runs against every backend.
+embedded SQLite file, ``PostgresStorage`` on a PostgreSQL database shared by
+any number of server processes; ``tests/syncd/test_storage_contract.py`` runs
+against both.
 
 Exceptions (all ``StorageError``)::
 
@@ -61,7 +62,12 @@ __all__ = [
 
 
 def open_storage(database: str, *, busy_timeout_ms: int = 5000, max_bytes: int = 0) -> Storage:
-    """The backend for a database setting: a file path means SQLite."""
+    """The backend for a database setting: a ``postgresql://`` (or ``postgres://``) URL
+    means PostgreSQL, anything else is a SQLite file path."""
+    if database.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(database, busy_timeout_ms=busy_timeout_ms, max_bytes=max_bytes)
     from .sqlite import SQLiteStorage
 
     return SQLiteStorage(database, busy_timeout_ms=busy_timeout_ms, max_bytes=max_bytes)

@@ -1,4 +1,5 @@
-"""A real syncd server in a subprocess, on loopback, on a real SQLite file."""
+"""A real syncd server in a subprocess, on loopback, on a real SQLite file (or, given
+``database``, a PostgreSQL URL)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ class ServerProcess:
     """``syncd serve`` as a child process; start, stop (SIGTERM) or kill (SIGKILL)."""
 
     def __init__(self, db: Path, *, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.db = db
+                 env: dict[str, str] | None = None, database: str | None = None) -> None:
+        self.db = db  # the SQLite file; with ``database`` it only names the log
+        self.database = database or str(db)  # what ``--db`` gets
         self.port = port or free_port()
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
@@ -42,7 +44,7 @@ class ServerProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "syncd.cli", "serve", "--port", str(self.port),
-                 "--db", str(self.db)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                 "--db", self.database], stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -71,4 +73,4 @@ class ServerProcess:
     def invite(self, phone: str) -> str:
         import asyncio
 
-        return str(asyncio.run(admin.invite(str(self.db), phone, 3600))["code"])
+        return str(asyncio.run(admin.invite(self.database, phone, 3600))["code"])
