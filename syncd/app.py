@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -343,8 +342,10 @@ class Server:
         return Response(b"ready\n", media_type="text/plain")
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        size = sum(p.stat().st_size for p in (Path(self.settings.db),
-                                              Path(self.settings.db + "-wal")) if p.exists())
+        try:
+            size = await self.storage.database_bytes()
+        except StorageUnavailable:
+            size = 0
         return Response(self.metrics.render(size),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -184,7 +184,7 @@ class PostgresNotifier(LocalNotifier):
         self._keeper = asyncio.create_task(self._keep_listening())
 
     async def _connect(self) -> None:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         connection = await asyncpg.connect(self.dsn)
         connection.add_termination_listener(lambda _connection: self._lost.set())

@@ -258,6 +258,10 @@ class Storage(ABC):
         """A read transaction over one consistent committed state."""
 
     @abstractmethod
+    async def database_bytes(self) -> int:
+        """The space the database takes (for the metrics endpoint: cheap)."""
+
+    @abstractmethod
     async def stats(self) -> Stats:
         """Counts for operators."""
 

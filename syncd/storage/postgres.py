@@ -387,6 +387,10 @@ class PostgresStorage(Storage):
                                                  if r[1] == user_id))
                 for user_id, phone in users]
 
+    async def database_bytes(self) -> int:
+        row = await self._fetchrow("SELECT pg_database_size(current_database())")
+        return int(row[0])
+
     async def stats(self) -> Stats:
         row = await self._fetchrow(
             "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices),"

@@ -158,6 +158,9 @@ class PostgresReadTx(ReadTx):
             self._spans[user_id] = [(r[0], bytes(r[1]), r[2], r[3]) for r in rows]
         return self._spans[user_id]
 
+    async def conversations_of(self, user_id: int) -> set[bytes]:
+        return {conv for _, conv, _, left in await self._spans_of(user_id) if left is None}
+
     async def pull(self, *, user_id: int, device_id: int, lane: int, after: int, upto: int,
                    limit: int) -> list[StoredRow]:
         spans = await self._spans_of(user_id)

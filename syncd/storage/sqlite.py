@@ -359,10 +359,13 @@ class SQLiteStorage(Storage):
                     "SELECT count(*) FROM sessions"):
             row = await self._read_one(sql)
             counts.append(int(row[0] or 0))
-        size = sum(Path(self.path + suffix).stat().st_size
-                   for suffix in ("", "-wal") if Path(self.path + suffix).exists())
         ops = await self._read_one("SELECT count(*) FROM ops")
-        return Stats(counts[0], counts[1], counts[2], counts[3], int(ops[0]), counts[5], size)
+        return Stats(counts[0], counts[1], counts[2], counts[3], int(ops[0]), counts[5],
+                     await self.database_bytes())
+
+    async def database_bytes(self) -> int:
+        return sum(Path(self.path + suffix).stat().st_size
+                   for suffix in ("", "-wal") if Path(self.path + suffix).exists())
 
     async def backup(self, destination: Path) -> None:
         target = await aiosqlite.connect(str(destination))
