@@ -15,8 +15,12 @@ _phones = itertools.count(254_733_000_001)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "server.db").start()
+def server(tmp_path: Path, backend: str, request: pytest.FixtureRequest
+           ) -> Iterator[ServerProcess]:
+    """A server on each backend (``backend`` comes from tests/conftest.py)."""
+    database = (str(request.getfixturevalue("postgres_url")) if backend == "postgresql"
+                else None)
+    process = ServerProcess(tmp_path / "server.db", database=database).start()
     yield process
     if process.alive():
         process.stop()

@@ -22,6 +22,7 @@ MESSAGES = int(os.environ.get("SYNCREF_SOAK_MESSAGES", "50"))
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL over GPRS: tests/replicas
 def test_gprs_with_cuts_converges_without_duplicates_or_loss(
         server: ServerProcess, make_client: Callable[..., Client]) -> None:
     a, b, c = make_client(), make_client(), make_client()

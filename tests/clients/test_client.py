@@ -136,7 +136,7 @@ def test_a_new_device_gets_the_current_epoch_and_a_revoked_one_forces_a_new_one(
     settle(amina, brian, tablet)
     assert texts(tablet, conv) == ["for every device"]
     assert tablet.problems() == []
-    asyncio.run(admin.revoke(str(server.db), tablet.device_id))
+    asyncio.run(admin.revoke(server.database, tablet.device_id))
     epoch_before = amina._current_key(conv)[0]
     assert amina.refresh_keys() == {"devices_keyed": 0, "epochs_started": 1}
     assert amina._current_key(conv)[0] == epoch_before + 1

@@ -7,6 +7,8 @@ import os
 import sqlite3
 from collections.abc import Callable
 
+import pytest
+
 from clients.reference.client import Client
 from protocol import dumps, loads
 from tests.support.server import ServerProcess
@@ -24,6 +26,7 @@ def message_op_ids(client: Client, conv: bytes) -> list[int]:
     return [int(m["id"].split(":")[1]) for m in client.messages(conv)]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # it edits the SQLite file as a lying server
 def test_every_kind_of_server_lie_is_refused_and_reported(
         server: ServerProcess, make_client: Callable[..., Client]) -> None:
     amina, brian, chris = make_client(), make_client(), make_client()
@@ -74,6 +77,7 @@ def test_every_kind_of_server_lie_is_refused_and_reported(
     assert chris.user_id not in {m["user_id"] for m in roster}  # the made-up add did not count
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # it edits the SQLite file as a lying server
 def test_a_changed_key_is_reported_and_never_trusted(
         server: ServerProcess, make_client: Callable[..., Client]) -> None:
     amina, brian = make_client(), make_client()
@@ -107,7 +111,7 @@ def test_the_server_files_hold_no_plaintext(server: ServerProcess,
     amina.sync()
     brian.sync()
     assert [m["text"] for m in brian.messages(conv)] == [words]
-    files = b"".join(p.read_bytes() for p in server.db.parent.glob(server.db.name + "*"))
+    files = server.stored_bytes()
     for word in [*words.split(), "Confidential", "clinic"]:
         if len(word) > 4:
             assert word.encode() not in files, word

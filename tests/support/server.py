@@ -74,3 +74,29 @@ class ServerProcess:
         import asyncio
 
         return str(asyncio.run(admin.invite(self.database, phone, 3600))["code"])
+
+    def stored_bytes(self) -> bytes:
+        """Everything the database holds, as bytes: the SQLite files, or every value of
+        every table on PostgreSQL (for tests that grep for plaintext)."""
+        if not self.database.startswith(("postgresql://", "postgres://")):
+            return b"".join(p.read_bytes() for p in self.db.parent.glob(self.db.name + "*"))
+        import asyncio
+
+        import asyncpg
+
+        async def dump() -> bytes:
+            connection = await asyncpg.connect(self.database)
+            try:
+                tables = await connection.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                parts = []
+                for table in tables:
+                    for row in await connection.fetch(f'SELECT * FROM "{table[0]}"'):
+                        for value in row.values():
+                            parts.append(value if isinstance(value, bytes)
+                                         else str(value).encode())
+                return b"\0".join(parts)
+            finally:
+                await connection.close()
+
+        return asyncio.run(dump())
