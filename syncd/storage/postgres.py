@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -73,6 +74,10 @@ _UNAVAILABLE = {"53200", "53300", "57P01", "57P02", "57P03", "25006"}  # memory,
 # admin/crash shutdown, starting up, read-only (a standby)
 
 
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                  OSError)
+
+
 def is_postgres_url(database: str) -> bool:
     return database.startswith(URL_SCHEMES)
 
@@ -99,14 +104,25 @@ def _translate(exc: BaseException) -> BaseException:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(connection: asyncpg.Connection | None = None) -> Iterator[None]:
+    """Translate errors raised inside (see ``_translate``). Given the connection, any
+    driver error once that connection is closed means it was lost: a connection
+    killed between two statements can surface as an asyncpg internal state error."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except _DRIVER_ERRORS as exc:
         translated = _translate(exc)
+        if translated is exc and connection is not None and connection.is_closed():
+            translated = StorageUnavailable(f"database connection lost: {exc}")
         if translated is exc:
             raise
         raise translated from exc
+
+
+@asynccontextmanager
+async def _as_storage_errors(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    with _translated(connection):
+        yield
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -120,22 +136,30 @@ def migrations() -> list[tuple[int, str]]:
 
 
 def split_url(url: str) -> tuple[str, int | None]:
-    """The URL without syncd's own ``pool_size`` parameter, and that parameter."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    sizes = [value for key, value in query if key == "pool_size"]
-    rest = [(key, value) for key, value in query if key != "pool_size"]
-    pool_size = int(sizes[-1]) if sizes else None
-    return urlunsplit(parts._replace(query=urlencode(rest))), pool_size
+    """The URL without syncd's own ``pool_size`` parameter, and that parameter. The rest
+    is left byte for byte as given (``postgresql:///db?host=/run/postgresql`` included)."""
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url, None
+    kept, pool_size = [], None
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if key == "pool_size":
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"pool_size={value!r} in the database URL: a positive integer")
+            pool_size = int(value)
+        elif item:
+            kept.append(item)
+    return (f"{base}?{'&'.join(kept)}" if kept else base), pool_size
 
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 class PostgresStorage(Storage):
@@ -149,8 +173,6 @@ class PostgresStorage(Storage):
                  pool_size: int | None = None) -> None:
         self.url, from_url = split_url(url)
         self.pool_size = pool_size or from_url or POOL_SIZE
-        if self.pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
         self.busy_timeout_ms = busy_timeout_ms
         self.max_bytes = max_bytes
         self._pool: asyncpg.Pool | None = None
@@ -187,7 +209,7 @@ class PostgresStorage(Storage):
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT)
-            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            except (TimeoutError, *_DRIVER_ERRORS):
                 pool.terminate()
 
     async def _migrate(self) -> None:
@@ -239,7 +261,7 @@ class PostgresStorage(Storage):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WriteTx]:
         with _translated():
-            async with self._connection() as db:
+            async with self._connection() as db, _as_storage_errors(db):
                 await self._check_size(db)
                 tx = db.transaction()  # READ COMMITTED: each statement sees the latest commits
                 await tx.start()
@@ -248,7 +270,7 @@ class PostgresStorage(Storage):
                     await db.execute("SELECT seq FROM op_counter WHERE id = 1 FOR UPDATE")
                     yield PostgresWriteTx(db)
                 except BaseException:
-                    with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    with suppress(*_DRIVER_ERRORS):
                         await tx.rollback()
                     raise
                 await tx.commit()
@@ -256,23 +278,23 @@ class PostgresStorage(Storage):
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[ReadTx]:
         with _translated():
-            async with self._connection() as db:
+            async with self._connection() as db, _as_storage_errors(db):
                 tx = db.transaction(isolation="repeatable_read", readonly=True)
                 await tx.start()
                 try:
                     yield PostgresReadTx(db)
                 finally:
-                    with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    with suppress(*_DRIVER_ERRORS):
                         await tx.rollback()
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
         with _translated():
-            async with self._connection() as db:
+            async with self._connection() as db, _as_storage_errors(db):
                 return await db.fetchrow(sql, *args)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         with _translated():
-            async with self._connection() as db:
+            async with self._connection() as db, _as_storage_errors(db):
                 return list(await db.fetch(sql, *args))
 
     async def _execute(self, sql: str, *args: Any) -> str:

@@ -15,7 +15,14 @@ import pytest
 
 from protocol import Role
 from syncd.storage import StorageBusy, StorageFull, StorageUnavailable, open_storage
-from syncd.storage.postgres import PostgresStorage, _translate, migrations
+from syncd.storage.postgres import (
+    POOL_SIZE,
+    PostgresStorage,
+    _translate,
+    migrations,
+    redact,
+    split_url,
+)
 from syncd.storage.postgres_tx import PostgresWriteTx
 from tests.support.server import free_port
 
@@ -284,3 +291,17 @@ def test_a_bug_is_not_disguised_as_unavailable(postgres_url: str) -> None:
             await storage.close()
 
     run(scenario)
+
+
+def test_the_url_keeps_everything_but_syncds_pool_size_and_messages_hide_passwords() -> None:
+    assert split_url("postgresql:///syncd?host=/run/postgresql") == (
+        "postgresql:///syncd?host=/run/postgresql", None)
+    assert split_url("postgresql://u:p@h:5/db?pool_size=4&sslmode=require") == (
+        "postgresql://u:p@h:5/db?sslmode=require", 4)
+    assert PostgresStorage("postgresql://h/db?pool_size=3").pool_size == 3
+    assert PostgresStorage("postgresql://h/db").pool_size == POOL_SIZE
+    with pytest.raises(ValueError, match="pool_size"):
+        split_url("postgresql://h/db?pool_size=0")
+    assert redact("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert redact("postgresql://h/db?user=u&password=secret") == (
+        "postgresql://h/db?user=u&password=***")
