@@ -242,7 +242,7 @@ class Server:
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
             caller = await self.service.authenticate("/v1/sync", authed)
             with self._sealing_errors(caller):
-                self.service.admit(caller)
+                await self.service.admit(caller)
                 self._admit(caller, info)
                 frame = decode(authed.body, SyncRequest, max_bytes=self.settings.max_body_bytes)
                 outcome = await self.service.sync(caller, frame, idle=self._idle)
@@ -262,7 +262,7 @@ class Server:
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
             caller = await self.service.authenticate("/v1/directory", authed)
             with self._sealing_errors(caller):
-                self.service.admit(caller)
+                await self.service.admit(caller)
                 self._admit(caller, info)
                 frame = decode(authed.body, DirectoryRequest)
                 answer = await self.service.directory(caller, frame)
@@ -275,7 +275,7 @@ class Server:
             authed = decode(body, AuthedRequest, max_bytes=self.settings.max_body_bytes)
             caller = await self.service.authenticate("/v1/chain", authed)
             with self._sealing_errors(caller):
-                self.service.admit(caller)
+                await self.service.admit(caller)
                 self._admit(caller, info)
                 frame = decode(authed.body, ChainRequest)
                 answer = await self.service.chain(caller, frame)

@@ -223,14 +223,23 @@ class SyncService:
             raise _refuse(ErrorCode.UNAUTHENTICATED, "unknown session or bad tag")
         return Caller(session, request.counter, path)
 
-    def admit(self, caller: Caller) -> None:
+    async def admit(self, caller: Caller) -> None:
         """Steps 3-4: revocation, expiry, replay; consumes the counter. Refusals from here
-        on are answered tagged, since the caller proved it holds the session key."""
+        on are answered tagged, since the caller proved it holds the session key.
+
+        One process (SQLite): the counters in this process's memory are authoritative,
+        persisted with every push and every few seconds for pulls. Replicas on a shared
+        database: each request claims its counter in the database, so a request replayed
+        to another replica is refused as surely as to this one."""
         session = caller.session
         if session.revoked:
             raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
         if session.expires_at <= self.now():
             raise _refuse(ErrorCode.SESSION_EXPIRED, "session expired")
+        if self.storage.shared:
+            if not await self.storage.claim_counter(session.session_id, caller.counter):
+                raise _refuse(ErrorCode.REPLAYED, "counter already used")
+            return
         highest = max(session.highest_counter, self._counters.get(session.session_id, 0))
         if caller.counter <= highest:
             raise _refuse(ErrorCode.REPLAYED, "counter already used")

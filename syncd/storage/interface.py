@@ -201,6 +201,17 @@ class Storage(ABC):
     def latest_schema_version(self) -> int:
         """The schema version this code migrates to."""
 
+    @property
+    def shared(self) -> bool:
+        """True when several server processes may serve from this database at once
+        (replicas): per-request state, such as replay counters, must then live in it."""
+        return False
+
+    async def claim_counter(self, session_id: int, counter: int) -> bool:
+        """Raise the session's highest accepted counter to ``counter`` in one atomic step;
+        False if it already was at or above it (a replay). Used when ``shared``."""
+        raise NotImplementedError("only a shared database keeps counters per request")
+
     @abstractmethod
     async def check_writable(self) -> None:
         """Raise ``StorageUnavailable`` unless a write transaction can start and commit."""

@@ -287,6 +287,23 @@ class PostgresStorage(Storage):
                     with suppress(*_DRIVER_ERRORS):
                         await tx.rollback()
 
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def claim_counter(self, session_id: int, counter: int) -> bool:
+        # Outside the writers' lock: a counter is one row, raised only upwards. Without
+        # waiting for the WAL flush: a crash of the database may forget the last few
+        # counters, which reopens replays of requests sent just before it; pushes are
+        # idempotent and pulls change nothing, so the ops stay exact either way.
+        with _translated():
+            async with self._connection() as db, _as_storage_errors(db), db.transaction():
+                await db.execute("SET LOCAL synchronous_commit = off")
+                claimed = await db.fetchval(
+                    "UPDATE sessions SET highest_counter = $2"
+                    " WHERE id = $1 AND highest_counter < $2 RETURNING 1", session_id, counter)
+                return claimed is not None
+
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
         with _translated():
             async with self._connection() as db, _as_storage_errors(db):

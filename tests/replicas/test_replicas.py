@@ -20,11 +20,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from clients.reference.client import Client
 from clients.reference.connection import Connection
-from protocol import Role, SyncResponse
+from protocol import (
+    AuthedRequest,
+    AuthedResponse,
+    ErrorCode,
+    ErrorFrame,
+    Role,
+    SyncRequest,
+    SyncResponse,
+    decode,
+    encode,
+    request_tag,
+)
 from tests.reliability.test_kill import Puller, Pusher, Worker
 from tests.support.device import Device
 from tests.support.linkemu import PROFILES, LinkEmulator, ThreadedLink
@@ -177,3 +189,21 @@ def test_killing_one_replica_under_load_loses_nothing_acked(
            delivered=len(puller.received), duplicates=puller.duplicates)
 
 
+
+
+def test_a_request_replayed_to_the_other_replica_is_refused(
+        replicas: tuple[ServerProcess, ServerProcess]) -> None:
+    first, second = replicas
+    device = Device.enrol(first.url, "+254788300001", first.invite("+254788300001"))
+    session = device.session
+    assert session is not None
+    body = encode(SyncRequest())
+    counter = session.counter + 1
+    tag = request_tag(session.request_key, path="/v1/sync", session_id=session.session_id,
+                      counter=counter, body=body)
+    request = encode(AuthedRequest(session.session_id, counter, body, tag))
+    assert httpx.post(first.url + "/v1/sync", content=request).status_code == 200
+    replayed = httpx.post(second.url + "/v1/sync", content=request)  # a pull: no op to dedupe
+    frame = decode(decode(replayed.content, AuthedResponse).body, ErrorFrame)
+    assert ErrorCode(frame.code) is ErrorCode.REPLAYED
+    assert replayed.status_code == ErrorCode.REPLAYED.http_status
