@@ -35,8 +35,8 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from .interface import (
     UserRecord,
     WriteTx,
 )
+from .postgres_errors import DRIVER_ERRORS, as_storage_errors, translated
 from .postgres_tx import HIGH_WATER, PostgresReadTx, PostgresWriteTx
 
 BUSY_TIMEOUT_MS = 5000
@@ -68,61 +69,8 @@ SIZE_CHECK_SECONDS = 1.0
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
-# SQLSTATEs: https://www.postgresql.org/docs/current/errcodes-appendix.html
-_BUSY = {"40001", "40P01", "55P03", "57014"}  # serialization, deadlock, lock timeout, timeout
-_UNAVAILABLE = {"53200", "53300", "57P01", "57P02", "57P03", "25006"}  # memory, connections,
-# admin/crash shutdown, starting up, read-only (a standby)
-
-
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-                  OSError)
-
-
 def is_postgres_url(database: str) -> bool:
     return database.startswith(URL_SCHEMES)
-
-
-def _translate(exc: BaseException) -> BaseException:
-    """Connection, shutdown and resource failures become ``StorageUnavailable`` (503,
-    retry later), lock waits ``StorageBusy``, a full disk ``StorageFull``; anything
-    else is a bug of ours and stays what it is (500)."""
-    unchanged = exc
-    if isinstance(exc, asyncpg.PostgresError):  # (asyncpg is untyped: exc is Any from here)
-        state = str(getattr(exc, "sqlstate", "") or "")
-        if state in _BUSY:
-            return StorageBusy(str(exc))
-        if state.startswith("08") or state in _UNAVAILABLE:
-            return StorageUnavailable(str(exc))
-        if state.startswith("53"):  # 53100 disk full, 53400 configuration limit exceeded
-            return StorageFull(str(exc))
-        return unchanged
-    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
-        return StorageUnavailable(str(exc))
-    if isinstance(exc, OSError):  # refused, reset, unreachable
-        return StorageUnavailable(f"cannot reach the database: {exc}")
-    return exc
-
-
-@contextmanager
-def _translated(connection: asyncpg.Connection | None = None) -> Iterator[None]:
-    """Translate errors raised inside (see ``_translate``). Given the connection, any
-    driver error once that connection is closed means it was lost: a connection
-    killed between two statements can surface as an asyncpg internal state error."""
-    try:
-        yield
-    except _DRIVER_ERRORS as exc:
-        translated = _translate(exc)
-        if translated is exc and connection is not None and connection.is_closed():
-            translated = StorageUnavailable(f"database connection lost: {exc}")
-        if translated is exc:
-            raise
-        raise translated from exc
-
-
-@asynccontextmanager
-async def _as_storage_errors(connection: asyncpg.Connection) -> AsyncIterator[None]:
-    with _translated(connection):
-        yield
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -192,7 +140,7 @@ class PostgresStorage(Storage):
         settings = {"synchronous_commit": "on", "application_name": "syncd",
                     "lock_timeout": f"{int(self.busy_timeout_ms)}ms"}
         try:
-            with _translated():
+            with translated():
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self.pool_size, timeout=CONNECT_TIMEOUT,
                     server_settings=settings)
@@ -209,7 +157,7 @@ class PostgresStorage(Storage):
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT)
-            except (TimeoutError, *_DRIVER_ERRORS):
+            except (TimeoutError, *DRIVER_ERRORS):
                 pool.terminate()
 
     async def _migrate(self) -> None:
@@ -230,7 +178,7 @@ class PostgresStorage(Storage):
                                  version, int(time.time()))
 
     async def schema_version(self) -> int:
-        with _translated():
+        with translated():
             value = await self.pool.fetchval("SELECT max(version) FROM schema_migrations")
         return int(value) if value is not None else 0
 
@@ -260,8 +208,8 @@ class PostgresStorage(Storage):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WriteTx]:
-        with _translated():
-            async with self._connection() as db, _as_storage_errors(db):
+        with translated():
+            async with self._connection() as db, as_storage_errors(db):
                 await self._check_size(db)
                 tx = db.transaction()  # READ COMMITTED: each statement sees the latest commits
                 await tx.start()
@@ -270,21 +218,21 @@ class PostgresStorage(Storage):
                     await db.execute("SELECT seq FROM op_counter WHERE id = 1 FOR UPDATE")
                     yield PostgresWriteTx(db)
                 except BaseException:
-                    with suppress(*_DRIVER_ERRORS):
+                    with suppress(*DRIVER_ERRORS):
                         await tx.rollback()
                     raise
                 await tx.commit()
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[ReadTx]:
-        with _translated():
-            async with self._connection() as db, _as_storage_errors(db):
+        with translated():
+            async with self._connection() as db, as_storage_errors(db):
                 tx = db.transaction(isolation="repeatable_read", readonly=True)
                 await tx.start()
                 try:
                     yield PostgresReadTx(db)
                 finally:
-                    with suppress(*_DRIVER_ERRORS):
+                    with suppress(*DRIVER_ERRORS):
                         await tx.rollback()
 
     @property
@@ -305,13 +253,13 @@ class PostgresStorage(Storage):
                 return claimed is not None
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
-        with _translated():
-            async with self._connection() as db, _as_storage_errors(db):
+        with translated():
+            async with self._connection() as db, as_storage_errors(db):
                 return await db.fetchrow(sql, *args)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        with _translated():
-            async with self._connection() as db, _as_storage_errors(db):
+        with translated():
+            async with self._connection() as db, as_storage_errors(db):
                 return list(await db.fetch(sql, *args))
 
     async def _execute(self, sql: str, *args: Any) -> str:

@@ -28,7 +28,8 @@ from pathlib import Path
 import asyncpg
 
 from .interface import StorageError
-from .postgres import PostgresStorage, _translated, is_postgres_url
+from .postgres import PostgresStorage, is_postgres_url
+from .postgres_errors import translated
 from .sqlite import SQLiteStorage
 
 BATCH = 5000
@@ -178,7 +179,7 @@ async def _copy(source: sqlite3.Connection, target: str) -> dict[str, TableDiges
     storage = PostgresStorage(target, pool_size=1)
     await storage.open()
     try:
-        with _translated():
+        with translated():
             async with storage.pool.acquire() as db, db.transaction():
                 await db.execute("SELECT seq FROM op_counter WHERE id = 1 FOR UPDATE")
                 await _check_empty(db)

@@ -18,11 +18,11 @@ from syncd.storage import StorageBusy, StorageFull, StorageUnavailable, open_sto
 from syncd.storage.postgres import (
     POOL_SIZE,
     PostgresStorage,
-    _translate,
     migrations,
     redact,
     split_url,
 )
+from syncd.storage.postgres_errors import translate
 from syncd.storage.postgres_tx import PostgresWriteTx
 from tests.support.server import free_port
 
@@ -267,16 +267,16 @@ def test_past_the_size_cap_writes_are_refused_as_full(postgres_url: str) -> None
 def test_error_classes_map_to_the_storage_errors() -> None:
     from asyncpg import exceptions
 
-    assert isinstance(_translate(exceptions.DiskFullError("no space")), StorageFull)
-    assert isinstance(_translate(exceptions.TooManyConnectionsError("many")), StorageUnavailable)
-    assert not isinstance(_translate(exceptions.TooManyConnectionsError("m")), StorageFull)
-    assert isinstance(_translate(exceptions.AdminShutdownError("bye")), StorageUnavailable)
-    assert isinstance(_translate(exceptions.SerializationError("again")), StorageBusy)
-    assert isinstance(_translate(exceptions.DeadlockDetectedError("cycle")), StorageBusy)
-    assert isinstance(_translate(exceptions.LockNotAvailableError("wait")), StorageBusy)
-    assert isinstance(_translate(ConnectionRefusedError("refused")), StorageUnavailable)
+    assert isinstance(translate(exceptions.DiskFullError("no space")), StorageFull)
+    assert isinstance(translate(exceptions.TooManyConnectionsError("many")), StorageUnavailable)
+    assert not isinstance(translate(exceptions.TooManyConnectionsError("m")), StorageFull)
+    assert isinstance(translate(exceptions.AdminShutdownError("bye")), StorageUnavailable)
+    assert isinstance(translate(exceptions.SerializationError("again")), StorageBusy)
+    assert isinstance(translate(exceptions.DeadlockDetectedError("cycle")), StorageBusy)
+    assert isinstance(translate(exceptions.LockNotAvailableError("wait")), StorageBusy)
+    assert isinstance(translate(ConnectionRefusedError("refused")), StorageUnavailable)
     bug = exceptions.UndefinedColumnError("no such column")
-    assert _translate(bug) is bug  # our bug: stays a 500
+    assert translate(bug) is bug  # our bug: stays a 500
 
 
 def test_a_bug_is_not_disguised_as_unavailable(postgres_url: str) -> None:
