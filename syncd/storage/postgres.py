@@ -244,8 +244,8 @@ class PostgresStorage(Storage):
         # waiting for the WAL flush: a crash of the database may forget the last few
         # counters, which reopens replays of requests sent just before it; pushes are
         # idempotent and pulls change nothing, so the ops stay exact either way.
-        with _translated():
-            async with self._connection() as db, _as_storage_errors(db), db.transaction():
+        with translated():
+            async with self._connection() as db, as_storage_errors(db), db.transaction():
                 await db.execute("SET LOCAL synchronous_commit = off")
                 claimed = await db.fetchval(
                     "UPDATE sessions SET highest_counter = $2"
