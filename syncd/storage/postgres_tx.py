@@ -15,6 +15,7 @@ import asyncpg
 from protocol import Role, StoredOp
 
 from .interface import ConversationRecord, ReadTx, StoredRow, WriteTx
+from .visibility import visible_ranges
 
 # Takes the next seq and stores the op in one statement. The caller's transaction
 # already holds the op_counter row lock (see postgres.py), so no other writer can
@@ -170,29 +171,9 @@ class PostgresReadTx(ReadTx):
                 "SELECT joined_seq FROM devices WHERE id = $1", device_id)
             self._device_joined[device_id] = int(joined) if joined is not None else 0
         device_joined = self._device_joined[device_id]
-        arms: list[tuple[int, int, int]] = []  # (conv_id, low, high): after low, up to high
-        if lane == 0:
-            # Membership ops: the whole chain, up to the user's last removal if not a member now.
-            ends: dict[int, int | None] = {}
-            for conv_id, _, _, left in spans:
-                if left is None:
-                    ends[conv_id] = None
-                elif conv_id not in ends:
-                    ends[conv_id] = left
-                elif (end := ends[conv_id]) is not None:
-                    ends[conv_id] = max(end, left)
-            for conv_id, end in ends.items():
-                high = upto if end is None else min(upto, end)
-                if high > after:
-                    arms.append((conv_id, after, high))
-            op_type = 0
-        else:
-            op_type = lane + 1
-            for conv_id, _, joined_seq, left in spans:
-                high = upto if left is None else min(upto, left - 1)
-                low = max(after, joined_seq, device_joined)  # no history for a new device
-                if high > low:
-                    arms.append((conv_id, low, high))
+        arms = visible_ranges(spans, device_joined=device_joined, lane=lane, after=after,
+                              upto=upto)
+        op_type = 0 if lane == 0 else lane + 1
         rows: list[Any] = []
         if arms:
             rows.extend(await self.connection.fetch(

@@ -14,6 +14,7 @@ import aiosqlite
 from protocol import Role, StoredOp
 
 from .interface import ConversationRecord, ReadTx, StoredRow, WriteTx
+from .visibility import visible_ranges
 
 MAX_ARMS = 400  # subqueries per compound SELECT (SQLite allows 500)
 
@@ -161,37 +162,17 @@ class SQLiteReadTx(ReadTx):
             self._device_joined[device_id] = int(row[0]) if row else 0
         device_joined = self._device_joined[device_id]
         columns = "seq, conv_id, op_type, device_id, op_id, fields"
-        arms: list[tuple[str, tuple[Any, ...]]] = []
-        if lane == 0:
-            # Membership ops: the whole chain, up to the user's last removal if not a member now.
-            ends: dict[int, int | None] = {}
-            for conv_id, _, _, left in spans:
-                if left is None:
-                    ends[conv_id] = None
-                elif conv_id not in ends:
-                    ends[conv_id] = left
-                elif (end := ends[conv_id]) is not None:
-                    ends[conv_id] = max(end, left)
-            for conv_id, end in ends.items():
-                high = upto if end is None else min(upto, end)
-                if high <= after:
-                    continue  # nothing of this chain is above the cursor
-                arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = 0"
-                             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
-                             (conv_id, after, high, device_id, limit)))
+        op_type = 0 if lane == 0 else lane + 1
+        arms: list[tuple[str, tuple[Any, ...]]] = [
+            (f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = ?"
+             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
+             (conv_id, op_type, low, high, device_id, limit))
+            for conv_id, low, high in visible_ranges(spans, device_joined=device_joined,
+                                                     lane=lane, after=after, upto=upto)]
+        if lane == 0:  # and the key envelopes addressed to this device
             arms.append((f"SELECT {columns} FROM ops WHERE to_device = ? AND seq > ?"
                          " AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
                          (device_id, after, upto, device_id, limit)))
-        else:
-            op_type = lane + 1
-            for conv_id, _, joined, left in spans:
-                high = upto if left is None else min(upto, left - 1)
-                low = max(after, joined, device_joined)  # no history for a new device
-                if high <= low:
-                    continue
-                arms.append((f"SELECT {columns} FROM ops WHERE conv_id = ? AND op_type = ?"
-                             " AND seq > ? AND seq <= ? AND device_id != ? ORDER BY seq LIMIT ?",
-                             (conv_id, op_type, low, high, device_id, limit)))
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(arms), MAX_ARMS):
             chunk = arms[start : start + MAX_ARMS]

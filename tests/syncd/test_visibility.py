@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
 
 from protocol import (
     AuthedResponse,
@@ -20,7 +22,25 @@ from protocol import (
     encode,
 )
 from tests.support.device import PLACEHOLDER, Device
+from tests.support.postgres import create_database, drop_database
 from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[ServerProcess]:
+    """These rules are the heart of the server: checked on both backends."""
+    database = None
+    if request.param == "postgresql":
+        maintenance = str(request.getfixturevalue("postgres_server"))
+        database = create_database(maintenance)
+    process = ServerProcess(tmp_path_factory.mktemp("visibility") / "syncd.db",
+                            database=database).start()
+    yield process
+    if process.alive():
+        process.stop()
+    if database is not None:
+        drop_database(maintenance, database)
 
 
 def envelope(sender: Device, conv: bytes, to: Device) -> EnvelopeOp:
@@ -161,7 +181,7 @@ def test_the_database_holds_no_plaintext(server: ServerProcess,
     sealed = amina.encrypted(conv, words, epoch_key=os.urandom(32))
     amina.push(conv, create, sealed)
     brian.drain()
-    raw = b"".join(path.read_bytes() for path in server.db.parent.glob(server.db.name + "*"))
+    raw = server.stored_bytes()
     assert sealed.payload in raw  # the ciphertext is there ...
     for word in words.split():  # ... and none of the words
         if len(word) > 3:
