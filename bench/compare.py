@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadgen import Rate, RequestCounter, Worker, hammer, texts  # noqa: E402
+from loadgen import Rate, RequestCounter, Traffic, Worker, hammer, texts  # noqa: E402
 from report import machine, write_section  # noqa: E402
 from server_bench import TEXT_40, authed_sync, enrol, message_op  # noqa: E402
 from synapse_peer import MatrixClient, SynapseServer, synapse_python, synapse_version  # noqa: E402
@@ -50,19 +49,6 @@ BEGIN, END = "<!-- compare-synapse:begin -->", "<!-- compare-synapse:end -->"
 MESSAGES = 100
 CONCURRENT = 8
 TEXTS = texts(MESSAGES)  # different 40-character messages, the same on both sides
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """Bytes both ways on the TCP stream and HTTP requests, for one phase."""
-
-    up: int
-    down: int
-    requests: int
-
-    @property
-    def total(self) -> int:
-        return self.up + self.down
 
 
 def measure(link: ThreadedLink, counter: RequestCounter, phase: Callable[[], object]) -> Traffic:
@@ -323,7 +309,8 @@ def side_by_side_report(ours: dict[str, Traffic], plain: dict[str, Traffic],
     return "\n".join(lines)
 
 
-def side_by_side(cache: Path, quick: bool) -> str:
+def side_by_side(cache: Path, quick: bool) -> tuple[str, dict[str, Traffic]]:
+    """The section, and Synapse's traffic per phase (the smaller of plain and gzip)."""
     seconds = 3.0 if quick else 10.0
     python = synapse_python(cache)
     version = synapse_version(python)
@@ -341,8 +328,10 @@ def side_by_side(cache: Path, quick: bool) -> str:
             their_rates = synapse_throughput(synapse, seconds)
         finally:
             synapse.stop()
-    return side_by_side_report(ours, plain, gzipped, our_rates, their_rates, version, quick,
-                               seconds)
+    section = side_by_side_report(ours, plain, gzipped, our_rates, their_rates, version, quick,
+                                  seconds)
+    return section, {phase: min(plain[phase], gzipped[phase], key=lambda t: t.total)
+                     for phase in plain}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,14 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = parts - {"side-by-side", "2g", "scale"}
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    peer: dict[str, Traffic] | None = None
     if "side-by-side" in parts:
-        section = side_by_side(args.cache, args.quick)
+        section, peer = side_by_side(args.cache, args.quick)
         print(section, flush=True)
         write_section(section, BEGIN, END)
     if "2g" in parts:
         import phone_2g
 
-        section = phone_2g.run(args.quick)
+        section = phone_2g.run(args.quick, peer)
         print(section, flush=True)
         write_section(section, phone_2g.BEGIN, phone_2g.END)
     if "scale" in parts:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["Rate", "RequestCounter", "hammer", "percentile", "texts"]
+__all__ = ["Rate", "RequestCounter", "Traffic", "hammer", "percentile", "texts"]
 
 WORDS = ("clinic", "opens", "at", "nine", "tomorrow", "bring", "the", "cards", "stock", "of",
          "vaccines", "arrived", "please", "confirm", "visits", "for", "ward", "two", "malaria",
@@ -51,6 +51,19 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     """The value at ``fraction`` of a sorted, non-empty list (nearest rank)."""
     index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
     return sorted_values[index]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Bytes both ways on the TCP stream and HTTP requests, for one phase."""
+
+    up: int
+    down: int
+    requests: int
+
+    @property
+    def total(self) -> int:
+        return self.up + self.down
 
 
 @dataclass(frozen=True)
