@@ -64,9 +64,9 @@ assert len(TEXT_40) == 40
 EPOCH_KEY = bytes(32)
 
 
-def message_op(device: Device, conv: bytes) -> ContentOp:
+def message_op(device: Device, conv: bytes, text: str = TEXT_40) -> ContentOp:
     op_id = device.op_id()
-    body = MessageBody(MessageKind.TEXT, TEXT_40, sent_at=int(time.time()))
+    body = MessageBody(MessageKind.TEXT, text, sent_at=int(time.time()))
     payload = encrypt_payload(EPOCH_KEY, conv, 0, device.device_id, int(OpType.CHAT), op_id,
                               body.to_bytes())
     op = device.sign(conv, ContentOp(OpType.CHAT, op_id, payload, PLACEHOLDER))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import httpx
@@ -48,3 +50,31 @@ def test_refuses_to_forward_anywhere_but_loopback() -> None:
     with pytest.raises(ValueError):
         LinkEmulator("10.0.0.1", 80)
     assert PROFILES["gprs"].rtt == 0.8 and PROFILES["edge"].down_bps == 240_000
+
+
+def test_latency_is_paid_once_per_burst_not_once_per_chunk() -> None:
+    """32 KiB down in 1 KiB chunks at a high rate and a 400 ms round trip: about one
+    one-way delay, not 32 of them (a stop-and-wait link would take over 6 s)."""
+    payload = bytes(32 * 1024)
+
+    def serve(listener: socket.socket) -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(payload)
+
+    profile = Profile("long-fat", down_bps=100_000_000, up_bps=100_000_000, rtt=0.4)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        with ThreadedLink(LinkEmulator("127.0.0.1", listener.getsockname()[1], profile)) as link:
+            started = time.monotonic()
+            received = b""
+            with socket.create_connection(("127.0.0.1", link.emulator.port), timeout=10) as sock:
+                while chunk := sock.recv(65536):
+                    received += chunk
+            elapsed = time.monotonic() - started
+        server.join(timeout=10)
+    assert received == payload
+    assert profile.one_way() * 0.9 <= elapsed < profile.rtt * 4

@@ -11,9 +11,10 @@ included: it sees the TCP stream). Profiles follow the brief:
 
 Bandwidth is modelled as a serial link per direction: a chunk finishes
 transmitting ``len * 8 / bps`` seconds after the link is free, then arrives
-half a round trip later. Order is preserved. Cuts close both sides at once
-(an abort, like a lost radio bearer). The emulator only ever connects to
-the target it was given, on loopback.
+half a round trip later, while the next chunk is already on its way (the
+latency is paid once per burst, not once per chunk). Order is preserved.
+Cuts close both sides at once (an abort, like a lost radio bearer). The
+emulator only ever connects to the target it was given, on loopback.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ PROFILES = {
 
 # A cut plan for one connection: (direction, after this many bytes) or None.
 CutPlan = tuple[str, int] | None
+# What travels between reading a chunk and delivering it: (arrival time, bytes), the
+# read error that ended the stream, or None at its clean end.
+InFlight = tuple[float, bytes] | BaseException | None
 
 
 @dataclass
@@ -141,22 +145,21 @@ class LinkEmulator:
                     direction: str, plan: CutPlan, abort: Callable[[], None]) -> None:
         bps = self.profile.up_bps if direction == "up" else self.profile.down_bps
         limit = plan[1] if plan is not None and plan[0] == direction else None
+        in_flight: asyncio.Queue[InFlight] = asyncio.Queue()
+        transmitter = asyncio.create_task(self._transmit(reader, bps, limit, in_flight))
         sent = 0
-        link_free = time.monotonic()
         try:
             while True:
-                data = await reader.read(CHUNK)
-                if not data:
+                item = await in_flight.get()
+                if item is None:
                     break
-                if limit is not None and sent + len(data) >= limit:
-                    data = data[: max(0, limit - sent)]
-                if bps:
-                    link_free = max(link_free, time.monotonic()) + len(data) * 8 / bps
-                    delay = link_free + self.profile.one_way() - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                elif self.profile.rtt:
-                    await asyncio.sleep(self.profile.one_way())
+                if isinstance(item, BaseException):
+                    abort()
+                    return
+                arrival, data = item
+                delay = arrival - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 writer.write(data)
                 await writer.drain()
                 sent += len(data)
@@ -170,12 +173,40 @@ class LinkEmulator:
         except (ConnectionError, OSError):
             abort()
             return
+        finally:
+            transmitter.cancel()
         # The source closed cleanly: pass the half-close on.
         try:
             if writer.can_write_eof():
                 writer.write_eof()
         except (ConnectionError, OSError, RuntimeError):
             pass
+
+    async def _transmit(self, reader: asyncio.StreamReader, bps: float, limit: int | None,
+                        in_flight: asyncio.Queue[InFlight]) -> None:
+        """Put the chunks on the link one after another, each taking ``len * 8 / bps``,
+        and queue each with its arrival time, half a round trip after it is sent. The
+        next chunk does not wait for that arrival: the link is a pipe, so a response of
+        many chunks pays the latency once, not once per chunk."""
+        link_free = time.monotonic()
+        taken = 0
+        try:
+            while limit is None or taken < limit:
+                data = await reader.read(CHUNK)
+                if not data:
+                    break
+                if limit is not None:
+                    data = data[: limit - taken]
+                now = time.monotonic()
+                link_free = max(link_free, now) + (len(data) * 8 / bps if bps else 0.0)
+                in_flight.put_nowait((link_free + self.profile.one_way(), data))
+                taken += len(data)
+                if link_free > now:
+                    await asyncio.sleep(link_free - now)
+        except (ConnectionError, OSError) as error:
+            in_flight.put_nowait(error)
+            return
+        in_flight.put_nowait(None)
 
 
 class ThreadedLink:
