@@ -353,6 +353,9 @@ class SyncService:
             lanes = []
             read = 0
             for lane in LANES:
+                if request.cursor[lane] >= high_water:  # nothing committed since: no query
+                    lanes.append(LaneBatch((), complete=True))
+                    continue
                 if read > budget:  # earlier lanes already fill the budget: read no further
                     lanes.append(LaneBatch((), complete=False))
                     continue
