@@ -1,7 +1,7 @@
 """How much fuzzing a run does, and how it stays reproducible.
 
 ``SYNCD_FUZZ_EXAMPLES`` sets hypothesis's ``max_examples`` for every fuzz
-test (default 40: the whole ``tests/fuzz`` directory then runs in well under
+test (default 100: the whole ``tests/fuzz`` directory then runs in well under
 a minute on two cores). A large value, e.g. ``SYNCD_FUZZ_EXAMPLES=5000``,
 runs thousands of inputs per test.
 
@@ -17,7 +17,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-EXAMPLES = int(os.environ.get("SYNCD_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SYNCD_FUZZ_EXAMPLES", "100"))
 RANDOM = os.environ.get("SYNCD_FUZZ_RANDOM", "") not in ("", "0")
 
 # Generous bounds for a loaded CI machine: they catch blow-ups (a quadratic
