@@ -1,0 +1,35 @@
+"""Fixtures of the live fuzz tests: one real server per module, and one enrolled phone."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.device import Device
+from tests.support.server import ServerProcess
+
+_phones = itertools.count(254_711_000_001)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("fuzz") / "syncd.db").start()
+    yield process
+    if process.alive():
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def phone(server: ServerProcess) -> Device:
+    """A registered device with an open session, for validly authenticated requests."""
+    number = f"+{next(_phones)}"
+    return Device.enrol(server.url, number, server.invite(number))
+
+
+@pytest.fixture(scope="module")
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
