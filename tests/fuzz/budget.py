@@ -31,6 +31,9 @@ MAX_HTTP_SECONDS = 10.0
 MAX_BYTES_PER_INPUT_BYTE = 128
 MEMORY_SLACK_BYTES = 1 << 20
 
+# What this run fed the targets, for docs/RELIABILITY.md (tests/support/report.py).
+COUNTS = {"decodes": 0, "requests": 0}
+
 
 def fuzz_settings(examples: int = EXAMPLES) -> settings:
     """Hypothesis settings for one fuzz test: bounded, reproducible, no shared database."""

@@ -9,9 +9,21 @@ import httpx
 import pytest
 
 from tests.support.device import Device
+from tests.support.report import record
 from tests.support.server import ServerProcess
 
+from .budget import COUNTS, EXAMPLES
+
 _phones = itertools.count(254_711_000_001)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def count_inputs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Report how many inputs the fuzz tests of this run fed the decoders and the server."""
+    failed_before = request.session.testsfailed
+    yield
+    record("fuzz", decodes=COUNTS["decodes"], requests=COUNTS["requests"],
+           examples_per_test=EXAMPLES, failures=request.session.testsfailed - failed_before)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from protocol.limits import MAX_BODY_BYTES, MAX_DEPTH
 
 from . import strategies as hs
 from .budget import (
+    COUNTS,
     MAX_BYTES_PER_INPUT_BYTE,
     MAX_DECODE_SECONDS,
     MEMORY_SLACK_BYTES,
@@ -58,6 +59,7 @@ class Outcome:
 
 
 def decode_strictly(data: bytes, frame_type: Any) -> Any:
+    COUNTS["decodes"] += 1
     return frame_type.from_value(loads(data))
 
 

@@ -38,7 +38,7 @@ from tests.support.device import Device
 from tests.support.server import ServerProcess
 
 from . import strategies as hs
-from .budget import MAX_HTTP_SECONDS, fuzz_settings
+from .budget import COUNTS, MAX_HTTP_SECONDS, fuzz_settings
 
 # route: (what its body is, what a success answers with)
 OPEN_ROUTES: dict[str, tuple[Any, Any]] = {
@@ -58,6 +58,7 @@ MAX_SERVER_RSS_BYTES = 512 * 1024 * 1024
 
 
 def post(http: httpx.Client, path: str, body: bytes) -> httpx.Response:
+    COUNTS["requests"] += 1
     started = time.perf_counter()
     # A dropped connection or a hang raises here and fails the test.
     response = http.post(path, content=body)
