@@ -171,9 +171,11 @@ class PostgresNotifier(LocalNotifier):
 
     RECONNECT_SECONDS = 1.0
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, url: str) -> None:
+        from .storage.postgres import split_url
+
         super().__init__()
-        self.dsn = dsn
+        self.dsn = split_url(url)[0]  # without syncd's own parameters
         self._connection: Any = None
         self._keeper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()

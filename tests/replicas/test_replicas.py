@@ -48,8 +48,9 @@ MESSAGES = int(os.environ.get("SYNCD_REPLICA_MESSAGES", "4"))
 
 @pytest.fixture
 def replicas(postgres_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    first = ServerProcess(tmp_path / "replica-a.db", database=postgres_url).start()
-    second = ServerProcess(tmp_path / "replica-b.db", database=postgres_url).start()
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}pool_size=4"  # as documented
+    first = ServerProcess(tmp_path / "replica-a.db", database=url).start()
+    second = ServerProcess(tmp_path / "replica-b.db", database=url).start()
     yield first, second
     for server in (first, second):
         if server.alive():
