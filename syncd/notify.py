@@ -30,7 +30,9 @@ from typing import Any
 log = logging.getLogger("syncd.notify")
 
 CHANNEL = "syncd_commits"
-MAX_PAYLOAD = 7900  # PostgreSQL refuses notify payloads of 8000 bytes and more
+# PostgreSQL refuses notify payloads of 8000 bytes and more: 300 ids of at most 20
+# characters each, with their commas, stay under it.
+PER_PAYLOAD = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +43,18 @@ class Commit:
     users: frozenset[int] = frozenset()
     everything: bool = False
 
-    def encode(self) -> str:
-        text = ",".join(sorted(c.hex() for c in self.convs)) + ";" + ",".join(
-            str(u) for u in sorted(self.users))
-        return "*" if self.everything or len(text) > MAX_PAYLOAD else text
+    def payloads(self) -> list[str]:
+        """The event as NOTIFY payloads, each under PostgreSQL's limit: a big membership
+        change becomes several events, not a wake-up of every waiter."""
+        if self.everything:
+            return ["*"]
+        convs = [c.hex() for c in sorted(self.convs)]
+        users = [str(u) for u in sorted(self.users)]
+        payloads = [",".join(convs[i:i + PER_PAYLOAD]) + ";"
+                    for i in range(0, len(convs), PER_PAYLOAD)]
+        payloads += [";" + ",".join(users[i:i + PER_PAYLOAD])
+                     for i in range(0, len(users), PER_PAYLOAD)]
+        return payloads
 
     @classmethod
     def decode(cls, text: str) -> Commit:
@@ -64,11 +74,18 @@ class Subscription:
     notifier hands it only events for its conversations or its user."""
 
     notifier: LocalNotifier
+    key: int | None = None
     user: int = 0
     convs: frozenset[bytes] = frozenset()
     narrowed: bool = False
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     early: list[Commit] = field(default_factory=list)  # events seen before ``narrow``
+    superseded: bool = False
+
+    @property
+    def ended(self) -> bool:
+        """The server is shutting down, or a newer wait of the same session took over."""
+        return self.superseded or self.notifier.closed
 
     def concerns(self, event: Commit) -> bool:
         return (event.everything or self.user in event.users
@@ -89,16 +106,16 @@ class Subscription:
         self.early.clear()
 
     async def wait(self, timeout: float) -> bool:
-        """True when woken by an event that concerns this waiter, False at the timeout
-        or when the server is shutting down."""
-        if self.notifier.closed:
+        """True when woken by an event that concerns this waiter; False at the timeout or
+        when the wait ``ended``."""
+        if self.ended:
             return False
         try:
-            await asyncio.wait_for(self.woken.wait(), timeout)
+            await asyncio.wait_for(self.woken.wait(), max(0.0, timeout))
         except TimeoutError:
             return False
         self.woken.clear()
-        return not self.notifier.closed
+        return not self.ended
 
 
 class LocalNotifier:
@@ -109,6 +126,7 @@ class LocalNotifier:
         self._unnarrowed: set[Subscription] = set()
         self._by_conv: dict[bytes, set[Subscription]] = {}
         self._by_user: dict[int, set[Subscription]] = {}
+        self._by_key: dict[int, Subscription] = {}
 
     @property
     def waiting(self) -> int:
@@ -140,12 +158,22 @@ class LocalNotifier:
             sub.deliver(event)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
-        sub = Subscription(self)
+    def subscribe(self, key: int | None = None) -> Iterator[Subscription]:
+        """A waiter. With a ``key`` (a session), a newer wait under the same key ends the
+        older one, so one phone holds one wait however many requests it sends."""
+        sub = Subscription(self, key)
+        if key is not None:
+            older = self._by_key.get(key)
+            if older is not None:
+                older.superseded = True
+                older.woken.set()
+            self._by_key[key] = sub
         self._unnarrowed.add(sub)
         try:
             yield sub
         finally:
+            if key is not None and self._by_key.get(key) is sub:
+                del self._by_key[key]
             self._unnarrowed.discard(sub)
             self._drop(self._by_user, sub.user, sub)
             for conv in sub.convs:
@@ -167,9 +195,17 @@ class LocalNotifier:
 
 
 class PostgresNotifier(LocalNotifier):
-    """Commit events across every replica on one PostgreSQL database."""
+    """Commit events across every replica on one PostgreSQL database.
+
+    ``publish`` only queues: a push's ack never waits for the notification. A
+    sender task sends what is queued, merged into as few NOTIFYs as fit, on the
+    listening connection, each bounded by a timeout; a failure drops that
+    connection and the keeper reconnects (waking every local waiter, since
+    events may have been missed meanwhile)."""
 
     RECONNECT_SECONDS = 1.0
+    SEND_TIMEOUT = 5.0
+    QUEUE = 10_000
 
     def __init__(self, url: str) -> None:
         from .storage.postgres import split_url
@@ -177,22 +213,33 @@ class PostgresNotifier(LocalNotifier):
         super().__init__()
         self.dsn = split_url(url)[0]  # without syncd's own parameters
         self._connection: Any = None
-        self._keeper: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
         self._lost = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._outbox: asyncio.Queue[Commit] = asyncio.Queue(self.QUEUE)
 
     async def start(self) -> None:
         await self._connect()
-        self._keeper = asyncio.create_task(self._keep_listening())
+        self._tasks = [asyncio.create_task(self._keep_listening()),
+                       asyncio.create_task(self._send())]
 
     async def _connect(self) -> None:
         import asyncpg
 
         connection = await asyncpg.connect(self.dsn)
-        connection.add_termination_listener(lambda _connection: self._lost.set())
-        await connection.add_listener(CHANNEL, self._on_notify)
+        try:
+            self._lost.clear()
+            connection.add_termination_listener(lambda _connection: self._connection_lost())
+            await connection.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            await connection.close()
+            raise
         self._connection = connection
-        self._lost.clear()
+        self._ready.set()
+
+    def _connection_lost(self) -> None:
+        self._ready.clear()
+        self._lost.set()
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.dispatch(Commit.decode(payload))
@@ -203,7 +250,10 @@ class PostgresNotifier(LocalNotifier):
             if self.closed:
                 return
             log.warning("lost the notification connection; reconnecting")
-            self._connection = None
+            old, self._connection = self._connection, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    old.terminate()
             while not self.closed:
                 try:
                     await self._connect()
@@ -215,24 +265,41 @@ class PostgresNotifier(LocalNotifier):
                 break
 
     async def publish(self, event: Commit) -> None:
-        async with self._lock:
+        try:
+            self._outbox.put_nowait(event)
+        except asyncio.QueueFull:  # far behind: this replica's waiters at least
+            self.dispatch(event)
+
+    async def _send(self) -> None:
+        while not self.closed:
+            event = await self._outbox.get()
+            convs, users = set(event.convs), set(event.users)
+            everything = event.everything
+            while not self._outbox.empty():  # merge what queued up meanwhile
+                more = self._outbox.get_nowait()
+                convs |= more.convs
+                users |= more.users
+                everything = everything or more.everything
+            merged = Commit(frozenset(convs), frozenset(users), everything)
+            await self._ready.wait()
             connection = self._connection
-            if connection is None or connection.is_closed():
-                self.dispatch(event)  # at least this replica's waiters
-                return
             try:
-                await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, event.encode())
-            except Exception as exc:  # the op is committed: a lost wake-up only delays
+                for payload in merged.payloads():
+                    await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload,
+                                             timeout=self.SEND_TIMEOUT)
+            except Exception as exc:  # committed already: a lost wake-up only delays
                 log.warning("could not publish a commit: %s", exc)
-                self.dispatch(event)
+                self.dispatch(merged)
+                self._connection_lost()
 
     async def close(self) -> None:
         await super().close()
         self._lost.set()
-        if self._keeper is not None:
-            self._keeper.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+                await task
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()

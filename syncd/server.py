@@ -84,12 +84,20 @@ def serve(settings: Settings) -> None:
     server = app.state.server
     config = uvicorn_config(settings, app)
 
+    releasing: set[asyncio.Task[None]] = set()
+
+    def release() -> None:
+        task = asyncio.ensure_future(server.release_waiters())
+        releasing.add(task)  # kept until done
+        task.add_done_callback(releasing.discard)
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Long-polls answer at once, so in-flight requests finish without waiting
-            # out their waits before the database closes.
+            # out their waits before the database closes. A signal handler runs on the
+            # loop's thread, between two steps of it: hand the work to the loop safely.
             super().handle_exit(sig, frame)
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(server.release_waiters())
+            with contextlib.suppress(RuntimeError):  # no loop running: nothing waits
+                asyncio.get_running_loop().call_soon_threadsafe(release)
 
     Server(config).run()

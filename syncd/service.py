@@ -85,7 +85,14 @@ from protocol.ops import Op, op_from_fields
 
 from .keys import ServerIdentity, hpke_key_usable, seal_to_device, signature_valid
 from .notify import Commit, LocalNotifier
-from .storage import ConversationRecord, InviteRefused, SessionRecord, Storage, WriteTx
+from .storage import (
+    ConversationRecord,
+    InviteRefused,
+    SessionRecord,
+    Storage,
+    StorageUnavailable,
+    WriteTx,
+)
 
 log = logging.getLogger("syncd.service")
 
@@ -238,6 +245,8 @@ class SyncService:
             raise _refuse(ErrorCode.SESSION_EXPIRED, "session expired")
         if self.storage.shared:
             if not await self.storage.claim_counter(session.session_id, caller.counter):
+                if await self.storage.session(session.session_id) is None:  # revoked meanwhile
+                    raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
                 raise _refuse(ErrorCode.REPLAYED, "counter already used")
             return
         highest = max(session.highest_counter, self._counters.get(session.session_id, 0))
@@ -291,7 +300,9 @@ class SyncService:
         if request.push or wait <= 0:
             response = await self._pull(caller, request, acks)
             return SyncOutcome(response, len(acks), response.op_count)
-        with self.notifier.subscribe() as sub:  # before the pull: no commit slips between
+        # Subscribe before the pull, so no commit slips between the two; one wait per
+        # session, so a phone that retries does not stack up waits.
+        with self.notifier.subscribe(caller.session.session_id) as sub:
             response = await self._pull(caller, request, acks)
             if response.op_count or response.more:
                 return SyncOutcome(response, 0, response.op_count)
@@ -300,12 +311,30 @@ class SyncService:
             sub.narrow(convs, caller.user_id)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
-            with idle():
-                while await sub.wait(deadline - loop.time()):
+            while True:
+                with idle():  # counted as waiting, not in flight, only while it waits
+                    woke = await sub.wait(deadline - loop.time())
+                if sub.ended:  # shutting down, or a newer wait took over: answer now
+                    break
+                # Woken, or at the end of the wait (which also covers a lost wake-up):
+                # look again, for a device that may still sync.
+                await self._still_admitted(caller)
+                try:
                     response = await self._pull(caller, request, acks)
-                    if response.op_count or response.more:
-                        break
+                except StorageUnavailable:
+                    break  # what we had is a correct answer; better than a 503 now
+                if response.op_count or response.more or not woke:
+                    break
         return SyncOutcome(response, 0, response.op_count)
+
+    async def _still_admitted(self, caller: Caller) -> None:
+        """A device revoked, or a session that expired, while its request waited gets
+        nothing committed since: the refusal it would get if it asked now."""
+        session = await self.storage.session(caller.session.session_id)
+        if session is None or session.revoked:
+            raise _refuse(ErrorCode.DEVICE_REVOKED, "this device was revoked")
+        if session.expires_at <= self.now():
+            raise _refuse(ErrorCode.SESSION_EXPIRED, "session expired")
 
     async def _push(self, caller: Caller, request: SyncRequest) -> tuple[int, ...]:
         pushed: list[tuple[bytes, Op]] = [(block.conv, op) for block in request.push

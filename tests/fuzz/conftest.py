@@ -28,7 +28,9 @@ def count_inputs(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("fuzz") / "syncd.db").start()
+    # A mutated sync may rightly ask to wait: keep waits short so they fit the time bound.
+    process = ServerProcess(tmp_path_factory.mktemp("fuzz") / "syncd.db",
+                            env={"SYNCD_MAX_WAIT_SECONDS": "1"}).start()
     yield process
     if process.alive():
         process.stop()

@@ -57,7 +57,15 @@ def test_overload_is_shed_fast_and_loses_nothing(tmp_path: Path) -> None:
         acked: dict[tuple[int, int], int] = {}
         stop = time.monotonic() + SECONDS
 
+        errors: list[BaseException] = []
+
         def hammer(device: Device) -> None:
+            try:
+                push_until_stop(device)
+            except BaseException as exc:  # reported by the test, not lost in the thread
+                errors.append(exc)
+
+        def push_until_stop(device: Device) -> None:
             nonlocal missing_retry_after
             while time.monotonic() < stop:
                 op = device.chat(conv, os.urandom(40))
@@ -85,6 +93,7 @@ def test_overload_is_shed_fast_and_loses_nothing(tmp_path: Path) -> None:
         for thread in threads:
             thread.join(timeout=SECONDS + 60)
 
+        assert not errors, errors
         assert set(statuses) <= {200, 429, 503}, statuses
         assert statuses.get(503, 0) > 0, f"the load never exceeded capacity: {statuses}"
         assert statuses.get(200, 0) > 0

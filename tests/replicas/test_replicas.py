@@ -42,6 +42,7 @@ from tests.support.device import Device
 from tests.support.linkemu import PROFILES, LinkEmulator, ThreadedLink
 from tests.support.report import record
 from tests.support.server import ServerProcess
+from tests.syncd.test_longpoll import held
 
 MESSAGES = int(os.environ.get("SYNCD_REPLICA_MESSAGES", "4"))
 
@@ -123,7 +124,7 @@ def test_a_long_poll_on_one_replica_wakes_for_a_push_to_the_other(
 
         thread = threading.Thread(target=wait)
         thread.start()
-        time.sleep(0.3)  # the waiter is held on replica A by now
+        held(first.url)  # the waiter is held on replica A: only a NOTIFY can wake it
         pushed = time.monotonic()
         sender.push(conv, sender.chat(conv, f"wake {n}".encode()))
         thread.join(timeout=30)

@@ -174,6 +174,9 @@ def test_pull_follows_membership_spans_and_addressing(run: Callable[[Scenario], 
             limited = await snap.pull(user_id=bob, device_id=bob_device, lane=0, after=0,
                                       upto=top, limit=2)
             assert [row.seq for row in limited] == [create, add]
+            # What a long-poll listens for: the conversations a user is in now.
+            assert await snap.conversations_of(alice) == {b"c" * 8}
+            assert await snap.conversations_of(bob) == set()  # removed
     run(scenario)
 
 
