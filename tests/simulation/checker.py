@@ -18,6 +18,7 @@ with seq up to that pull's high-water mark".
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -207,7 +208,7 @@ def _check_pushes(log: DeviceLog, stored: dict[tuple[int, int], Row]) -> list[st
             problems.append(f"the server acked op {(device, op_id)} with {acks}, but it is "
                             f"stored at {None if row is None else row.seq}")
     own = sorted((op_id, row.seq) for (author, op_id), row in stored.items() if author == device)
-    for (first_id, first_seq), (next_id, next_seq) in zip(own, own[1:], strict=False):
+    for (first_id, first_seq), (next_id, next_seq) in itertools.pairwise(own):
         if next_seq <= first_seq:
             problems.append(f"device {device}'s op {next_id} is stored before its op {first_id}")
     return problems
@@ -253,13 +254,13 @@ def _check_pulls(log: DeviceLog, authority: Authority) -> list[str]:
                     problems.append(f"device {log.device_id}'s lane {lane} cursor skipped seq "
                                     f"{row.seq} (from {before} to {after}, pull {number})")
                     break
-    for event in log.chains:
-        problems += _delivered_problems(log, authority, event.high_water, event.delivered,
+    for chain in log.chains:
+        problems += _delivered_problems(log, authority, chain.high_water, chain.delivered,
                                         "a chain")
-        for op in event.delivered:
-            row = authority.by_seq.get(op.seq)
-            if row is not None and row.conv != event.conv:
-                problems.append(f"a chain of {event.conv.hex()} carried seq {op.seq}, which is "
+        for op in chain.delivered:
+            stored = authority.by_seq.get(op.seq)
+            if stored is not None and stored.conv != chain.conv:
+                problems.append(f"a chain of {chain.conv.hex()} carried seq {op.seq}, which is "
                                 "not one of its membership ops")
     return problems
 

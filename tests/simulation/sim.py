@@ -82,7 +82,15 @@ from protocol.ops import Op
 from syncd.service import SyncService
 
 from .checker import ChainEvent, Delivered, DeviceLog, Outcome, PullEvent, Row, check
-from .harness import CHAIN_PATH, SYNC_PATH, CrashingStorage, CrashPoint, Reply, SimulatedCrash, serve
+from .harness import (
+    CHAIN_PATH,
+    SYNC_PATH,
+    CrashingStorage,
+    CrashPoint,
+    Reply,
+    SimulatedCrash,
+    serve,
+)
 from .phone import PLACEHOLDER, Phone
 
 REPLAY = "SYNCD_SIM_SEED={seed} pytest tests/simulation -k replay"
@@ -521,13 +529,14 @@ class Simulation:
         delivered = []
         for block in response.blocks:
             for pulled in block.ops:
-                op = pulled.op
-                if isinstance(op, UnknownOp):
-                    raise self.fail(f"the server sent an op of unknown type {op.op_type}")
-                digest = op_digest(block.conv, phone.push_form(op))
-                delivered.append(Delivered(pulled.seq, pulled.from_device, op.op_id, digest))
-                if isinstance(op, MembershipOp):
-                    phone.learn(block.conv, pulled.seq, pulled.from_device, op)
+                received = pulled.op
+                if isinstance(received, UnknownOp):
+                    raise self.fail(f"the server sent an op of unknown type {received.op_type}")
+                digest = op_digest(block.conv, phone.push_form(received))
+                delivered.append(Delivered(pulled.seq, pulled.from_device, received.op_id,
+                                           digest))
+                if isinstance(received, MembershipOp):
+                    phone.learn(block.conv, pulled.seq, pulled.from_device, received)
         self.stats.ops_pulled += len(delivered)
         phone.log.pulls.append(PullEvent(got.high_water, phone.cursor.lanes,
                                          response.cursor.lanes, tuple(delivered)))
