@@ -93,7 +93,8 @@ from .harness import (
 )
 from .phone import PLACEHOLDER, Phone
 
-REPLAY = "SYNCD_SIM_SEED={seed} pytest tests/simulation -k replay"
+DEFAULT_STEPS = 200
+REPLAY = "SYNCD_SIM_SEED={seed}{steps} pytest tests/simulation -k replay"
 DROPPED_ON_REFUSAL = {ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.ROSTER_CONFLICT,
                       ErrorCode.BAD_FRAME, ErrorCode.CONVERSATION_EXISTS}
 SETTLE_ROUNDS = 50
@@ -105,8 +106,10 @@ EPOCH = 1_700_000_000
 class SimulationFailure(AssertionError):
     """An invariant broke; the message names the seed and how to replay it."""
 
-    def __init__(self, seed: int, message: str) -> None:
-        super().__init__(f"seed={seed}: {message}\nreplay: {REPLAY.format(seed=seed)}")
+    def __init__(self, seed: int, message: str, *, steps: int = DEFAULT_STEPS) -> None:
+        replay = REPLAY.format(seed=seed, steps="" if steps == DEFAULT_STEPS
+                               else f" SYNCD_SIM_STEPS={steps}")
+        super().__init__(f"seed={seed}: {message}\nreplay: {replay}")
         self.seed = seed
 
 
@@ -114,7 +117,7 @@ class SimulationFailure(AssertionError):
 class SimConfig:
     """The size of a run. Fault rates are drawn per seed (calm runs and stormy ones)."""
 
-    steps: int = 120
+    steps: int = DEFAULT_STEPS
     users: tuple[int, int] = (3, 5)
     max_devices: int = 12
     max_push: int = 6
@@ -216,7 +219,7 @@ class Simulation:
         self.invites = 0
 
     def fail(self, message: str) -> SimulationFailure:
-        return SimulationFailure(self.seed, message)
+        return SimulationFailure(self.seed, message, steps=self.config.steps)
 
     def clock(self) -> float:
         return float(self.now)
@@ -698,21 +701,26 @@ class Simulation:
 def simulate(seed: int, directory: Path, config: SimConfig | None = None
              ) -> tuple[Outcome, Stats]:
     """Run one seed to quiescence on a database in ``directory``; no invariant checked."""
-    simulation = Simulation(seed, directory / f"sim-{seed}.db", config or SimConfig())
+    config = config or SimConfig()
+    directory.mkdir(parents=True, exist_ok=True)
+    simulation = Simulation(seed, directory / f"sim-{seed}.db", config)
     try:
         return asyncio.run(simulation.run())
     except SimulationFailure:
         raise
     except Exception as exc:  # a 500, or a frame that does not decode: a bug either way
-        raise SimulationFailure(seed, f"{type(exc).__name__}: {exc}") from exc
+        raise SimulationFailure(seed, f"{type(exc).__name__}: {exc}",
+                                steps=config.steps) from exc
 
 
 def run_seed(seed: int, directory: Path, config: SimConfig | None = None) -> Stats:
     """Run one seed and check every invariant; raises ``SimulationFailure``."""
+    config = config or SimConfig()
     outcome, stats = simulate(seed, directory, config)
     problems = check(outcome)
     if problems:
-        raise SimulationFailure(seed, "\n  ".join(["invariants broken:", *problems]))
+        raise SimulationFailure(seed, "\n  ".join(["invariants broken:", *problems]),
+                                steps=config.steps)
     return stats
 
 
