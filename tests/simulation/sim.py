@@ -137,8 +137,10 @@ class Stats:
     ops_refused: int = 0
     ops_pulled: int = 0
     chain_fetches: int = 0
-    stale_accepted: int = 0  # late copies processed after a restart lost their counter
-    replays_refused: int = 0
+    replays_refused: int = 0  # copies of a request already handled, refused by its counter
+    late_accepted: int = 0  # delayed requests handled first after later ones were lost
+    replays_after_restart: int = 0  # copies handled again: a restart lost an unpushed counter
+    refused_then_stored: int = 0  # of those, pushes refused the first time, stored the second
     devices: int = 0
     conversations: int = 0
     stored_ops: int = 0
@@ -215,6 +217,7 @@ class Simulation:
         self.users: dict[int, str] = {}  # user id -> phone number
         self.held: list[Sent] = []
         self.admitted: dict[int, int] = {}  # session -> highest counter admitted since restart
+        self.handled: dict[tuple[int, int], str] = {}  # (session, counter) -> how it ended
         self.stats = Stats(seeds=1)
         self.invites = 0
 
@@ -267,13 +270,19 @@ class Simulation:
 
     async def deliver(self, sent: Sent, *, crash: bool) -> Reply | None:
         """The server handles one request; None if it died before its answer left."""
+        stored = self.high_water()
         if crash:
             self.point.arm(self.rng.randrange(14))
         try:
             reply = await serve(self.server, sent.path, sent.raw)
         except SimulatedCrash:
-            await self.restart("mid-request")
+            # Before the commit nothing is kept; after it the ops are stored, unacked.
+            await self.restart("after commit" if self.high_water() > stored
+                               else "mid-transaction")
             return None
+        if reply.admitted:
+            self.handled.setdefault((sent.session_id, sent.counter),
+                                    "refused" if reply.error is not None else "done")
         if reply.admitted:
             self.admitted[sent.session_id] = max(self.admitted.get(sent.session_id, 0),
                                                  sent.counter)
@@ -284,7 +293,7 @@ class Simulation:
             for (_, op), seq in zip(sent.pushed, reply.sync.acks, strict=True):
                 log.server_acks.setdefault(op.op_id, []).append(seq)
         if crash and self.point.remaining is not None:
-            await self.restart("after-answer")  # done, maybe committed, answer never sent
+            await self.restart("after the answer")  # done, maybe committed, never sent
             return None
         return reply
 
@@ -294,6 +303,7 @@ class Simulation:
                              sent.session_id)
         highest = max(int(durable[0][0]) if durable else 0, self.admitted.get(sent.session_id, 0))
         before = self.db_state()
+        first = self.handled.get((sent.session_id, sent.counter))
         reply = await self.deliver(sent, crash=False)
         assert reply is not None
         if sent.counter <= highest:
@@ -307,7 +317,12 @@ class Simulation:
             if reply.error is ErrorCode.REPLAYED:
                 raise self.fail(f"counter {sent.counter} refused as a replay; highest accepted "
                                 f"is {highest}")
-            self.stats.stale_accepted += 1
+            if first is None:
+                self.stats.late_accepted += 1
+            else:
+                self.stats.replays_after_restart += 1
+                if first == "refused" and self.db_state() != before:
+                    self.stats.refused_then_stored += 1
 
     async def deliver_damaged(self, sent: Sent, raw: bytes, how: str) -> None:
         before = self.db_state()
