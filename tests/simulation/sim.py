@@ -11,14 +11,10 @@ between requests. A crash closes the storage, reopens the same SQLite file
 and starts a new ``SyncService``, so every in-memory counter is lost.
 
 Requests run one at a time to completion on the real service and storage,
-through the real wire encoding, so a run is a pure function of its seed (the
-HPKE and challenge randomness of session set-up never steers it). Each
-damaged, duplicated or late request is checked on the spot: it must be
-refused, as ``replayed`` exactly when the server has accepted its counter or
-a later one (remembered in memory since the last restart, or durably), and
-a refused request must leave the database as it was. After the chaos, the
-network turns reliable and every phone syncs until nothing moves; then
-``checker.check`` judges the whole run.
+through the real wire encoding (``network.Network``), so a run is a pure
+function of its seed: the HPKE and challenge randomness of session set-up
+never steers it. After the chaos, the network turns reliable and every phone
+syncs until nothing moves; then ``checker.check`` judges the whole run.
 
 Run many seeds from a shell::
 
@@ -29,25 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import hashlib
 import json
 import random
-import sqlite3
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from clients.reference.connection import Session
 from clients.reference.crypto import DeviceKeys
 from protocol import (
     AddMembers,
-    AuthedRequest,
-    AuthedResponse,
     ChainRequest,
     ChainResponse,
     ChallengeRequest,
@@ -59,7 +49,6 @@ from protocol import (
     Member,
     MembershipOp,
     OpType,
-    ProtocolError,
     RegisterRequest,
     RemoveMembers,
     Role,
@@ -72,45 +61,22 @@ from protocol import (
     encode,
     op_digest,
     register_signing_input,
-    request_tag,
-    response_tag,
     session_seal_info,
     session_signing_input,
-    tags_equal,
 )
 from protocol.ops import Op
 from syncd.service import SyncService
 
 from .checker import ChainEvent, Delivered, DeviceLog, Outcome, PullEvent, Row, check
-from .harness import (
-    CHAIN_PATH,
-    SYNC_PATH,
-    CrashingStorage,
-    CrashPoint,
-    Reply,
-    SimulatedCrash,
-    serve,
-)
+from .harness import CHAIN_PATH, SYNC_PATH, SimulatedCrash
+from .network import DEFAULT_STEPS, Network, SimulationFailure, Stats
 from .phone import PLACEHOLDER, Phone
 
-DEFAULT_STEPS = 200
-REPLAY = "SYNCD_SIM_SEED={seed}{steps} pytest tests/simulation -k replay"
 DROPPED_ON_REFUSAL = {ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.ROSTER_CONFLICT,
                       ErrorCode.BAD_FRAME, ErrorCode.CONVERSATION_EXISTS}
 SETTLE_ROUNDS = 50
 SYNCS_PER_ROUND = 200
 CHAIN_PAGES = 100
-EPOCH = 1_700_000_000
-
-
-class SimulationFailure(AssertionError):
-    """An invariant broke; the message names the seed and how to replay it."""
-
-    def __init__(self, seed: int, message: str, *, steps: int = DEFAULT_STEPS) -> None:
-        replay = REPLAY.format(seed=seed, steps="" if steps == DEFAULT_STEPS
-                               else f" SYNCD_SIM_STEPS={steps}")
-        super().__init__(f"seed={seed}: {message}\nreplay: {replay}")
-        self.seed = seed
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,295 +89,25 @@ class SimConfig:
     max_push: int = 6
 
 
-@dataclass
-class Stats:
-    """What a run (or many) did, for the reliability figures."""
-
-    seeds: int = 0
-    steps: int = 0
-    requests: int = 0
-    ops_created: int = 0
-    ops_pushed: int = 0  # op copies sent in requests, retries included
-    ops_acked: int = 0
-    ops_retried: int = 0  # acked ops that were pushed more than once
-    ops_refused: int = 0
-    ops_pulled: int = 0
-    chain_fetches: int = 0
-    replays_refused: int = 0  # copies of a request already handled, refused by its counter
-    late_accepted: int = 0  # delayed requests handled first after later ones were lost
-    replays_after_restart: int = 0  # copies handled again: a restart lost an unpushed counter
-    refused_then_stored: int = 0  # of those, pushes refused the first time, stored the second
-    devices: int = 0
-    conversations: int = 0
-    stored_ops: int = 0
-    fates: Counter[str] = field(default_factory=Counter)
-    crashes: Counter[str] = field(default_factory=Counter)
-
-    def add(self, other: Stats) -> None:
-        for item in dataclasses.fields(self):
-            mine, theirs = getattr(self, item.name), getattr(other, item.name)
-            if isinstance(mine, Counter):
-                mine.update(theirs)
-            else:
-                setattr(self, item.name, mine + theirs)
-
-    def as_dict(self) -> dict[str, object]:
-        return {item.name: (dict(sorted(value.items())) if isinstance(value := getattr(
-            self, item.name), Counter) else value) for item in dataclasses.fields(self)}
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """A request on the wire, kept to deliver again (duplicate) or late (delay)."""
-
-    device_id: int
-    session_id: int
-    counter: int
-    path: str
-    raw: bytes
-    pushed: tuple[tuple[bytes, Op], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    status: int
-    body: bytes
-    counter: int
-    high_water: int
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    drop: float
-    duplicate: float
-    delay: float
-    truncate: float
-    corrupt: float
-    response_drop: float
-    response_truncate: float
-    response_corrupt: float
-    crash: float
-
-    @classmethod
-    def draw(cls, rng: random.Random) -> Rates:
-        scale = rng.choice((0.0, 0.5, 1.0, 1.0, 2.0))
-        return cls(0.08 * scale, 0.05 * scale, 0.06 * scale, 0.04 * scale, 0.03 * scale,
-                   0.08 * scale, 0.05 * scale, 0.03 * scale, 0.03 * scale)
-
-
 class Simulation:
+    """Phones, what they do, and the run from the first registration to quiescence."""
+
     def __init__(self, seed: int, path: Path, config: SimConfig) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.path = path
         self.config = config
-        self.rates = Rates.draw(self.rng)
-        self.reliable = False
-        self.now = EPOCH
-        self.point = CrashPoint()
-        self.storage = CrashingStorage(path, self.point)
-        self.service: SyncService | None = None
-        self.db: sqlite3.Connection | None = None
+        self.net = Network(seed, path, self.rng, config.steps)
+        self.stats = self.net.stats
         self.phones: list[Phone] = []
-        self.by_id: dict[int, Phone] = {}
         self.users: dict[int, str] = {}  # user id -> phone number
-        self.held: list[Sent] = []
-        self.admitted: dict[int, int] = {}  # session -> highest counter admitted since restart
-        self.handled: dict[tuple[int, int], str] = {}  # (session, counter) -> how it ended
-        self.stats = Stats(seeds=1)
         self.invites = 0
 
     def fail(self, message: str) -> SimulationFailure:
-        return SimulationFailure(self.seed, message, steps=self.config.steps)
-
-    def clock(self) -> float:
-        return float(self.now)
-
-    # ------------------------------------------------------------ the server
+        return self.net.fail(message)
 
     @property
     def server(self) -> SyncService:
-        assert self.service is not None
-        return self.service
-
-    async def start(self) -> None:
-        await self.storage.open()
-        self.service = await SyncService.create(self.storage, clock=self.clock)
-        if self.db is None:
-            self.db = sqlite3.connect(self.path, isolation_level=None)
-            self.db.execute("PRAGMA query_only = ON")
-
-    async def restart(self, how: str) -> None:
-        """The process died: lose memory, reopen the database, start a new service."""
-        self.stats.crashes[how] += 1
-        self.point.disarm()
-        await self.storage.close()
-        self.storage = CrashingStorage(self.path, self.point)
-        self.admitted.clear()
-        await self.start()
-
-    def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        assert self.db is not None
-        return list(self.db.execute(sql, args).fetchall())
-
-    def high_water(self) -> int:
-        value = self.query("SELECT max(seq) FROM ops")[0][0]
-        return int(value) if isinstance(value, int) else 0
-
-    def db_state(self) -> tuple[object, ...]:
-        """Everything a refused request must leave as it was."""
-        return tuple(self.query(sql) for sql in (
-            "SELECT count(*), max(seq) FROM ops",
-            "SELECT id, highest_counter FROM sessions ORDER BY id",
-            "SELECT id, head FROM conversations ORDER BY id",
-            "SELECT conv_id, user_id, role FROM members ORDER BY 1, 2",
-            "SELECT conv_id, user_id, joined_seq, left_seq FROM spans ORDER BY 1, 2, 3",
-            "SELECT id, highest_op_id FROM devices ORDER BY id"))
-
-    async def deliver(self, sent: Sent, *, crash: bool) -> Reply | None:
-        """The server handles one request; None if it died before its answer left."""
-        stored = self.high_water()
-        if crash:
-            self.point.arm(self.rng.randrange(14))
-        try:
-            reply = await serve(self.server, sent.path, sent.raw)
-        except SimulatedCrash:
-            # Before the commit nothing is kept; after it the ops are stored, unacked.
-            await self.restart("after commit" if self.high_water() > stored
-                               else "mid-transaction")
-            return None
-        if reply.admitted:
-            self.handled.setdefault((sent.session_id, sent.counter),
-                                    "refused" if reply.error is not None else "done")
-        if reply.admitted:
-            self.admitted[sent.session_id] = max(self.admitted.get(sent.session_id, 0),
-                                                 sent.counter)
-        if reply.sync is not None:
-            if len(reply.sync.acks) != len(sent.pushed):
-                raise self.fail(f"{len(sent.pushed)} ops pushed, {len(reply.sync.acks)} acks")
-            log = self.by_id[sent.device_id].log
-            for (_, op), seq in zip(sent.pushed, reply.sync.acks, strict=True):
-                log.server_acks.setdefault(op.op_id, []).append(seq)
-        if crash and self.point.remaining is not None:
-            await self.restart("after the answer")  # done, maybe committed, never sent
-            return None
-        return reply
-
-    async def deliver_again(self, sent: Sent) -> None:
-        """A copy that arrives after the original or after later requests: a replay."""
-        durable = self.query("SELECT highest_counter FROM sessions WHERE id = ?",
-                             sent.session_id)
-        highest = max(int(durable[0][0]) if durable else 0, self.admitted.get(sent.session_id, 0))
-        before = self.db_state()
-        first = self.handled.get((sent.session_id, sent.counter))
-        reply = await self.deliver(sent, crash=False)
-        assert reply is not None
-        if sent.counter <= highest:
-            if reply.error is not ErrorCode.REPLAYED:
-                raise self.fail(f"a replay of counter {sent.counter} (highest {highest}) was "
-                                f"answered {reply.status} {reply.error}")
-            if self.db_state() != before:
-                raise self.fail("a refused replay changed the database")
-            self.stats.replays_refused += 1
-        else:
-            if reply.error is ErrorCode.REPLAYED:
-                raise self.fail(f"counter {sent.counter} refused as a replay; highest accepted "
-                                f"is {highest}")
-            if first is None:
-                self.stats.late_accepted += 1
-            else:
-                self.stats.replays_after_restart += 1
-                if first == "refused" and self.db_state() != before:
-                    self.stats.refused_then_stored += 1
-
-    async def deliver_damaged(self, sent: Sent, raw: bytes, how: str) -> None:
-        before = self.db_state()
-        reply = await serve(self.server, sent.path, raw)
-        if reply.status < 400 or reply.status >= 500 or reply.admitted:
-            raise self.fail(f"a {how} request was answered {reply.status}")
-        if how == "truncated" and reply.error is not ErrorCode.MALFORMED:
-            raise self.fail(f"a truncated request was refused as {reply.error}, not malformed")
-        if self.db_state() != before:
-            raise self.fail(f"a {how} request changed the database")
-
-    # ------------------------------------------------------------ the network
-
-    def chance(self, probability: float) -> bool:
-        return not self.reliable and self.rng.random() < probability
-
-    async def exchange(self, phone: Phone, path: str, body: bytes,
-                       pushed: tuple[tuple[bytes, Op], ...] = ()) -> Received | None:
-        """One request over the network; what came back, or None if nothing did."""
-        session = phone.session
-        session.counter += 1
-        tag = request_tag(session.request_key, path=path, session_id=session.session_id,
-                          counter=session.counter, body=body)
-        raw = encode(AuthedRequest(session.session_id, session.counter, body, tag))
-        sent = Sent(phone.device_id, session.session_id, session.counter, path, raw, pushed)
-        self.stats.requests += 1
-        rates = self.rates
-        if self.chance(rates.drop):
-            self.stats.fates["request dropped"] += 1
-            return None
-        if self.chance(rates.delay):
-            self.stats.fates["request delayed"] += 1
-            self.held.append(sent)
-            return None
-        if self.chance(rates.truncate):
-            self.stats.fates["request truncated"] += 1
-            await self.deliver_damaged(sent, raw[:self.rng.randrange(len(raw))], "truncated")
-            return None
-        if self.chance(rates.corrupt):
-            self.stats.fates["request corrupted"] += 1
-            await self.deliver_damaged(sent, self.flip(raw), "corrupted")
-            return None
-        reply = await self.deliver(sent, crash=self.chance(rates.crash))
-        high_water = self.high_water()
-        if self.chance(rates.duplicate):
-            self.stats.fates["request duplicated"] += 1
-            await self.deliver_again(sent)
-        if reply is None:
-            return None
-        if self.chance(rates.response_drop):
-            self.stats.fates["response dropped"] += 1
-            return None
-        answer = reply.body
-        if self.chance(rates.response_truncate):
-            self.stats.fates["response truncated"] += 1
-            answer = answer[:self.rng.randrange(len(answer))]
-        elif self.chance(rates.response_corrupt):
-            self.stats.fates["response corrupted"] += 1
-            answer = self.flip(answer)
-        return Received(reply.status, answer, session.counter, high_water)
-
-    def flip(self, raw: bytes) -> bytes:
-        position = self.rng.randrange(len(raw))
-        return raw[:position] + bytes([raw[position] ^ (1 << self.rng.randrange(8))]) + raw[
-            position + 1:]
-
-    def unseal(self, phone: Phone, path: str, got: Received) -> bytes | None:
-        """The response body if its tag verifies (else the response counts as lost)."""
-        try:
-            reply = decode(got.body, AuthedResponse)
-        except ProtocolError:
-            return None
-        expected = response_tag(phone.session.response_key, path=path,
-                                session_id=phone.session.session_id, counter=got.counter,
-                                body=reply.body)
-        return reply.body if tags_equal(expected, reply.tag) else None
-
-    def refusal(self, phone: Phone, path: str, got: Received) -> ErrorFrame | None:
-        """A tagged error the phone may act on; None for a lost or untagged answer."""
-        body = self.unseal(phone, path, got)
-        if body is None:
-            return None
-        frame = decode(body, ErrorFrame)
-        if frame.known_code is ErrorCode.UNAVAILABLE:
-            return None
-        if frame.known_code is ErrorCode.REPLAYED:
-            raise self.fail(f"device {phone.device_id}'s fresh counter {got.counter} was "
-                            "refused as a replay")
-        return frame
+        return self.net.server
 
     # ------------------------------------------------------------ phones
 
@@ -419,12 +115,12 @@ class Simulation:
         self.invites += 1
         number = self.users[user_id] if user_id else f"+2547{len(self.users) + 1:08d}"
         code = f"code-{self.invites}"
-        await self.storage.create_invite(number, hashlib.sha256(code.encode()).digest(),
-                                         self.now, self.now + 3600)
+        await self.net.storage.create_invite(number, hashlib.sha256(code.encode()).digest(),
+                                         self.net.now, self.net.now + 3600)
         keys = DeviceKeys(self.rng.randbytes(32), self.rng.randbytes(32))
         proof = keys.sign(register_signing_input(number, code, keys.sign_public,
                                                  keys.hpke_public))
-        joined = self.high_water()
+        joined = self.net.high_water()
         answer = await self.server.register(RegisterRequest(number, code, keys.sign_public,
                                                             keys.hpke_public, proof))
         self.users[answer.user_id] = number
@@ -432,7 +128,7 @@ class Simulation:
         phone = Phone(answer.device_id, answer.user_id, keys,
                       await self.open_session(answer.device_id, keys), log)
         self.phones.append(phone)
-        self.by_id[phone.device_id] = phone
+        self.net.logs[phone.device_id] = log
         self.stats.devices += 1
         return phone
 
@@ -528,15 +224,15 @@ class Simulation:
         for _, op in pushed:
             phone.push_counts[op.op_id] = phone.push_counts.get(op.op_id, 0) + 1
         self.stats.ops_pushed += len(pushed)
-        got = await self.exchange(phone, SYNC_PATH, encode(request), pushed)
+        got = await self.net.exchange(phone, SYNC_PATH, encode(request), pushed)
         if got is None:
             return None
         if got.status != 200:
-            frame = self.refusal(phone, SYNC_PATH, got)
+            frame = self.net.refusal(phone, SYNC_PATH, got)
             if frame is not None:
                 self.refused(phone, pushed, frame)
             return None
-        body = self.unseal(phone, SYNC_PATH, got)
+        body = self.net.unseal(phone, SYNC_PATH, got)
         if body is None:
             return None
         response = decode(body, SyncResponse)
@@ -575,16 +271,16 @@ class Simulation:
         after = 0
         for _ in range(CHAIN_PAGES):
             request = ChainRequest(conv, after, self.rng.choice((None, 300)))
-            got = await self.exchange(phone, CHAIN_PATH, encode(request))
+            got = await self.net.exchange(phone, CHAIN_PATH, encode(request))
             if got is None:
                 return False
             if got.status != 200:
-                frame = self.refusal(phone, CHAIN_PATH, got)
+                frame = self.net.refusal(phone, CHAIN_PATH, got)
                 if frame is not None:
                     raise self.fail(f"device {phone.device_id}'s chain request was refused: "
                                     f"{frame.known_code} {frame.message!r}")
                 return False
-            body = self.unseal(phone, CHAIN_PATH, got)
+            body = self.net.unseal(phone, CHAIN_PATH, got)
             if body is None:
                 return False
             answer = decode(body, ChainResponse)
@@ -618,12 +314,12 @@ class Simulation:
 
     async def step(self) -> None:
         rng = self.rng
-        self.now += rng.randint(1, 3)
+        self.net.now += rng.randint(1, 3)
         phone = rng.choice(self.phones)
         action = rng.choices(
             ("sync", "post", "create", "change", "envelope", "chain", "register", "session",
              "late", "flush", "crash"),
-            (34, 26, 4, 9, 5, 3, 2, 2, 6, 3, 2 if self.rates.crash else 0))[0]
+            (34, 26, 4, 9, 5, 3, 2, 2, 6, 3, 2 if self.net.rates.crash else 0))[0]
         if action == "sync":
             await self.sync(phone)
             await self.repair_chains(phone)
@@ -642,24 +338,24 @@ class Simulation:
             await self.register(rng.choice(sorted(self.users)) if existing else None)
         elif action == "session":
             phone.session = await self.open_session(phone.device_id, phone.keys)
-        elif action == "late" and self.held:
-            await self.deliver_again(self.held.pop(rng.randrange(len(self.held))))
+        elif action == "late" and self.net.held:
+            await self.net.deliver_again(self.net.held.pop(rng.randrange(len(self.net.held))))
         elif action == "flush":
-            if self.chance(self.rates.crash * 5):
-                self.point.arm(0)
+            if self.net.chance(self.net.rates.crash * 5):
+                self.net.point.arm(0)
             try:
                 await self.server.flush_counters()
             except SimulatedCrash:
-                await self.restart("mid-flush")
-            self.point.disarm()  # nothing to flush: the crash did not happen
+                await self.net.restart("mid-flush")
+            self.net.point.disarm()  # nothing to flush: the crash did not happen
         elif action == "crash":
-            await self.restart("idle")
+            await self.net.restart("idle")
 
     async def settle(self) -> None:
         """Reliable network, no crashes: sync everything until nothing moves."""
-        self.reliable = True
-        while self.held:
-            await self.deliver_again(self.held.pop(0))
+        self.net.reliable = True
+        while self.net.held:
+            await self.net.deliver_again(self.net.held.pop(0))
         for _ in range(SETTLE_ROUNDS):
             moved = False
             for phone in self.phones:
@@ -685,7 +381,7 @@ class Simulation:
 
     async def run(self) -> tuple[Outcome, Stats]:
         try:
-            await self.start()
+            await self.net.start()
             for _ in range(self.rng.randint(*self.config.users)):
                 user = await self.register(None)
                 if self.rng.random() < 0.4:
@@ -698,18 +394,16 @@ class Simulation:
             await self.settle()
             for phone in self.phones:
                 phone.log.final_cursor = phone.cursor.lanes
-            if self.query("PRAGMA integrity_check") != [("ok",)]:
+            if self.net.query("PRAGMA integrity_check") != [("ok",)]:
                 raise self.fail("the database is corrupt")
             rows = [Row(seq, bytes(conv), op_type, device, op_id, to, bytes(fields), bytes(digest))
-                    for seq, conv, op_type, device, op_id, to, fields, digest in self.query(
+                    for seq, conv, op_type, device, op_id, to, fields, digest in self.net.query(
                         "SELECT o.seq, c.conv, o.op_type, o.device_id, o.op_id, o.to_device,"
                         " o.fields, o.digest FROM ops o JOIN conversations c ON c.id = o.conv_id"
                         " ORDER BY o.seq")]
             self.stats.stored_ops += len(rows)
         finally:
-            await self.storage.close()
-            if self.db is not None:
-                self.db.close()
+            await self.net.close()
         return Outcome(self.seed, {p.device_id: p.log for p in self.phones}, rows), self.stats
 
 

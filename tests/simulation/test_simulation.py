@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.simulation.checker import Authority, Delivered, Outcome, check
-from tests.simulation.sim import SimConfig, SimulationFailure, run_seed, simulate
+from tests.simulation.network import SimulationFailure
+from tests.simulation.sim import SimConfig, run_seed, simulate
 
 SEEDS = int(os.environ.get("SYNCD_SIM_SEEDS", "30"))
 FIRST_SEED = int(os.environ.get("SYNCD_SIM_FIRST_SEED", "0"))
