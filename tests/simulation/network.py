@@ -79,7 +79,6 @@ class Stats:
     replays_refused: int = 0  # copies of a request already handled, refused by its counter
     late_accepted: int = 0  # delayed requests handled first after later ones were lost
     replays_after_restart: int = 0  # copies handled again: a restart lost an unpushed counter
-    refused_then_stored: int = 0  # of those, pushes refused the first time, stored the second
     devices: int = 0
     conversations: int = 0
     stored_ops: int = 0
@@ -265,7 +264,8 @@ class Network:
             else:
                 self.stats.replays_after_restart += 1
                 if first == "refused" and self.db_state() != before:
-                    self.stats.refused_then_stored += 1
+                    raise self.fail(f"a push refused the first time was applied when counter "
+                                    f"{sent.counter} was replayed after a restart")
 
     async def deliver_damaged(self, sent: Sent, raw: bytes, how: str) -> None:
         before = self.db_state()

@@ -8,15 +8,33 @@ command that replays it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
+from protocol import (
+    AddMembers,
+    AuthedRequest,
+    ContentOp,
+    CreateConversation,
+    ErrorCode,
+    Member,
+    MembershipOp,
+    OpType,
+    RemoveMembers,
+    Role,
+    SyncRequest,
+    encode,
+    request_tag,
+)
 from tests.simulation.checker import Authority, Delivered, Outcome, check
+from tests.simulation.harness import SYNC_PATH, serve
 from tests.simulation.network import SimulationFailure
-from tests.simulation.sim import SimConfig, run_seed, simulate
+from tests.simulation.phone import PLACEHOLDER
+from tests.simulation.sim import SimConfig, Simulation, run_seed, simulate
 
 SEEDS = int(os.environ.get("SYNCD_SIM_SEEDS", "30"))
 FIRST_SEED = int(os.environ.get("SYNCD_SIM_FIRST_SEED", "0"))
@@ -170,3 +188,51 @@ def test_checker_catches_a_device_left_behind(outcome: Outcome) -> None:
     log = next(iter(broken.devices.values()))
     log.final_cursor = (0, 0, 0, 0)
     assert any("not at the high-water mark" in problem for problem in check(broken))
+
+
+# ------------------------------------------------------------ directed regressions
+
+
+def test_a_refused_push_stays_refused_after_a_restart(tmp_path: Path) -> None:
+    """A push refused with a tagged not_found (the device drops the op) and replayed,
+    byte for byte, after a restart and after the user was added back: still refused,
+    nothing stored. Before the fix the refused push's counter lived only in memory, so
+    the replay was accepted and stored the op the device had dropped."""
+
+    async def scenario() -> None:
+        simulation = Simulation(1, tmp_path / "refused.db", SimConfig())
+        net = simulation.net
+        await net.start()
+        try:
+            net.reliable = True
+            admin, member = await simulation.register(None), await simulation.register(None)
+            conv = b"C" * 8
+            admin.queue(conv, MembershipOp(admin.take_op_id(), None, CreateConversation(
+                (Member(admin.user_id, Role.ADMIN), Member(member.user_id))), PLACEHOLDER))
+            await simulation.sync(admin)
+            admin.queue(conv, MembershipOp(admin.take_op_id(), admin.head(conv),
+                                           RemoveMembers((member.user_id,)), PLACEHOLDER))
+            await simulation.sync(admin)
+            member.queue(conv, ContentOp(OpType.CHAT, member.take_op_id(), b"too late",
+                                         PLACEHOLDER))
+            session = member.session
+            session.counter += 1
+            body = encode(SyncRequest(push=member.push_blocks(member.outbox)))
+            tag = request_tag(session.request_key, path=SYNC_PATH,
+                              session_id=session.session_id, counter=session.counter, body=body)
+            raw = encode(AuthedRequest(session.session_id, session.counter, body, tag))
+            first = await serve(net.server, SYNC_PATH, raw)
+            assert first.error is ErrorCode.NOT_FOUND
+            await net.restart("idle")
+            admin.queue(conv, MembershipOp(admin.take_op_id(), admin.head(conv),
+                                           AddMembers((Member(member.user_id),)), PLACEHOLDER))
+            await simulation.sync(admin)
+            assert admin.roster(conv) == {admin.user_id: Role.ADMIN, member.user_id: Role.MEMBER}
+            again = await serve(net.server, SYNC_PATH, raw)
+            assert again.error is ErrorCode.REPLAYED
+            assert net.query("SELECT count(*) FROM ops WHERE device_id = ?",
+                             member.device_id) == [(0,)]
+        finally:
+            await net.close()
+
+    asyncio.run(scenario())
