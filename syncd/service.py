@@ -19,6 +19,7 @@ HTTP edge) or ``StorageUnavailable`` (503). A sync runs in two steps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -344,6 +345,21 @@ class SyncService:
             if not signature_valid(caller.session.sign_key, op.signature, signed):
                 raise _refuse(ErrorCode.BAD_SIGNATURE, "op signature does not verify", index)
         digests = [op_digest(conv, op) for conv, op in pushed]
+        try:
+            return await self._store_push(caller, request, pushed, digests)
+        except ProtocolError:
+            # The refusal is final: were the counter left to the lazy flush, a replay after
+            # a restart could store what the device was told to drop (once, say, its user
+            # was added back). So a refused push's counter is made durable too (if the
+            # database cannot take it now, the refusal still goes out; the flush retries).
+            with contextlib.suppress(StorageUnavailable):
+                async with self.storage.transaction() as tx:
+                    await tx.set_counter(caller.session.session_id, caller.counter)
+            raise
+
+    async def _store_push(self, caller: Caller, request: SyncRequest,
+                          pushed: list[tuple[bytes, Op]], digests: list[bytes]
+                          ) -> tuple[int, ...]:
         async with self.storage.transaction() as tx:
             check_cursor(request.cursor, await tx.high_water())
             stored = await tx.ops_by_id(caller.device_id, [op.op_id for _, op in pushed])

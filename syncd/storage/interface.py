@@ -178,7 +178,8 @@ class ReadTx(ABC):
     async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
                     ) -> list[StoredRow] | None:
         """Up to ``limit`` membership ops of the conversation with seq above ``after``, in
-        seq order; None if the user was never a member (or it does not exist)."""
+        seq order, up to the user's last removal if not a member now (as ``pull`` does);
+        None if the user was never a member (or it does not exist)."""
 
 
 class Storage(ABC):

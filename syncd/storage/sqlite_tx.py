@@ -194,14 +194,17 @@ class SQLiteReadTx(ReadTx):
     async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
                     ) -> list[StoredRow] | None:
         async with self.db.execute(
-                "SELECT c.id FROM conversations c JOIN spans s ON s.conv_id = c.id"
-                " WHERE c.conv = ? AND s.user_id = ? LIMIT 1", (conv, user_id)) as cursor:
-            found = await cursor.fetchone()
-        if found is None:
+                "SELECT c.id, s.left_seq FROM conversations c JOIN spans s ON s.conv_id = c.id"
+                " WHERE c.conv = ? AND s.user_id = ?", (conv, user_id)) as cursor:
+            spans = list(await cursor.fetchall())
+        if not spans:
             return None
+        # As in a pull: the whole chain while a member, up to the last removal once removed.
+        lefts = [left for _, left in spans]
+        end = None if None in lefts else max(lefts)
         sql = ("SELECT seq, op_type, device_id, op_id, fields FROM ops WHERE conv_id = ?"
-               " AND op_type = 0 AND seq > ? ORDER BY seq LIMIT ?")
-        async with self.db.execute(sql, (found[0], after, limit)) as cursor:
+               " AND op_type = 0 AND seq > ? AND (? IS NULL OR seq <= ?) ORDER BY seq LIMIT ?")
+        async with self.db.execute(sql, (spans[0][0], after, end, end, limit)) as cursor:
             rows = await cursor.fetchall()
         return [StoredRow(seq, conv, op_type, device, op_id, bytes(fields))
                 for seq, op_type, device, op_id, fields in rows]

@@ -180,6 +180,43 @@ def test_pull_follows_membership_spans_and_addressing(run: Callable[[Scenario], 
     run(scenario)
 
 
+def test_chain_of_a_removed_member_ends_at_its_removal(run: Callable[[Scenario], None]) -> None:
+    """A removed member reads nothing of the roster after its removal, by /v1/chain as by a
+    pull; re-added, it reads the whole chain again. (Found by tests/simulation, seed 22.)"""
+    async def scenario(storage: Storage) -> None:
+        alice, alice_device = await user(storage, "+254700000001")
+        bob, _ = await user(storage, "+254700000002")
+        carol, _ = await user(storage, "+254700000003")
+        async with storage.transaction() as tx:
+            conv_id = await tx.create_conversation(b"c" * 8, False, b"h" * 32)
+            ops = iter(range(1, 10))
+
+            async def change(members: dict[int, Role], joined: list[int], left: list[int]
+                             ) -> int:
+                op_id = next(ops)
+                seq = await tx.insert_op(conv_id, 0, alice_device, op_id, None, b"\x80",
+                                         bytes([op_id]) * 32)
+                await tx.set_roster(conv_id, bytes([op_id]) * 32, members, joined, left, seq)
+                return seq
+
+            create = await change({alice: Role.ADMIN, bob: Role.MEMBER}, [alice, bob], [])
+            remove = await change({}, [], [bob])
+            add_carol = await change({carol: Role.MEMBER}, [carol], [])
+        async with storage.snapshot() as snap:
+            rows = await snap.chain(user_id=bob, conv=b"c" * 8, after=0, limit=100)
+            assert rows is not None and [row.seq for row in rows] == [create, remove]
+            assert await snap.chain(user_id=bob, conv=b"c" * 8, after=remove, limit=100) == []
+            rows = await snap.chain(user_id=carol, conv=b"c" * 8, after=0, limit=100)
+            assert rows is not None and [row.seq for row in rows] == [create, remove, add_carol]
+        async with storage.transaction() as tx:
+            add_bob = await change({bob: Role.MEMBER}, [bob], [])
+        async with storage.snapshot() as snap:
+            rows = await snap.chain(user_id=bob, conv=b"c" * 8, after=0, limit=100)
+            assert rows is not None
+            assert [row.seq for row in rows] == [create, remove, add_carol, add_bob]
+    run(scenario)
+
+
 def test_stats(run: Callable[[Scenario], None]) -> None:
     async def scenario(storage: Storage) -> None:
         _, device_id = await user(storage, "+254700000001")
