@@ -15,7 +15,7 @@ import asyncpg
 from protocol import Role, StoredOp
 
 from .interface import ConversationRecord, ReadTx, StoredRow, WriteTx
-from .visibility import visible_ranges
+from .visibility import chain_end, visible_ranges
 
 # Takes the next seq and stores the op in one statement. The caller's transaction
 # already holds the op_counter row lock (see postgres.py), so no other writer can
@@ -187,13 +187,15 @@ class PostgresReadTx(ReadTx):
 
     async def chain(self, *, user_id: int, conv: bytes, after: int, limit: int
                     ) -> list[StoredRow] | None:
-        conv_id = await self.connection.fetchval(
-            "SELECT c.id FROM conversations c JOIN spans s ON s.conv_id = c.id"
-            " WHERE c.conv = $1 AND s.user_id = $2 LIMIT 1", conv, user_id)
-        if conv_id is None:
+        spans = await self.connection.fetch(
+            "SELECT c.id, s.left_seq FROM conversations c JOIN spans s ON s.conv_id = c.id"
+            " WHERE c.conv = $1 AND s.user_id = $2", conv, user_id)
+        if not spans:
             return None
+        end = chain_end([span[1] for span in spans])  # as in a pull
         rows = await self.connection.fetch(
             "SELECT seq, op_type, device_id, op_id, fields FROM ops WHERE conv_id = $1"
-            " AND op_type = 0 AND seq > $2 ORDER BY seq LIMIT $3", conv_id, after, limit)
+            " AND op_type = 0 AND seq > $2 AND ($3::bigint IS NULL OR seq <= $3)"
+            " ORDER BY seq LIMIT $4", spans[0][0], after, end, limit)
         return [StoredRow(seq, conv, op_type, device, op_id, bytes(fields))
                 for seq, op_type, device, op_id, fields in rows]

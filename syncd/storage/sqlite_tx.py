@@ -14,7 +14,7 @@ import aiosqlite
 from protocol import Role, StoredOp
 
 from .interface import ConversationRecord, ReadTx, StoredRow, WriteTx
-from .visibility import visible_ranges
+from .visibility import chain_end, visible_ranges
 
 MAX_ARMS = 400  # subqueries per compound SELECT (SQLite allows 500)
 
@@ -199,9 +199,7 @@ class SQLiteReadTx(ReadTx):
             spans = list(await cursor.fetchall())
         if not spans:
             return None
-        # As in a pull: the whole chain while a member, up to the last removal once removed.
-        lefts = [left for _, left in spans]
-        end = None if None in lefts else max(lefts)
+        end = chain_end([left for _, left in spans])  # as in a pull
         sql = ("SELECT seq, op_type, device_id, op_id, fields FROM ops WHERE conv_id = ?"
                " AND op_type = 0 AND seq > ? AND (? IS NULL OR seq <= ?) ORDER BY seq LIMIT ?")
         async with self.db.execute(sql, (spans[0][0], after, end, end, limit)) as cursor:

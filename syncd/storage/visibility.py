@@ -40,3 +40,9 @@ def visible_ranges(spans: Sequence[Span], *, device_joined: int, lane: int, afte
         if high > low:
             ranges.append((conv_id, low, high))
     return ranges
+
+
+def chain_end(left_seqs: Sequence[int | None]) -> int | None:
+    """Where a user's view of a conversation's membership chain ends, from the
+    ``left_seq`` of each of its spans: nowhere while a member, else at the last removal."""
+    return None if None in left_seqs else max(s for s in left_seqs if s is not None)
