@@ -35,6 +35,7 @@ from tests.simulation.harness import SYNC_PATH, serve
 from tests.simulation.network import SimulationFailure
 from tests.simulation.phone import PLACEHOLDER
 from tests.simulation.sim import SimConfig, Simulation, run_seed, simulate
+from tests.support.report import record
 
 SEEDS = int(os.environ.get("SYNCD_SIM_SEEDS", "30"))
 FIRST_SEED = int(os.environ.get("SYNCD_SIM_FIRST_SEED", "0"))
@@ -49,6 +50,13 @@ CHAIN_LEAK = (22, 400)  # /v1/chain showed a removed member the roster changes a
 def test_seed_keeps_every_invariant(seed: int, tmp_path: Path) -> None:
     stats = run_seed(seed, tmp_path, SimConfig(steps=STEPS))
     assert stats.requests > 0 and stats.ops_created > 0
+    record("simulation", seeds=1, steps=stats.steps, requests=stats.requests,
+           ops_created=stats.ops_created, ops_acked=stats.ops_acked,
+           acked_after_a_retry=stats.ops_retried, ops_refused=stats.ops_refused,
+           ops_delivered=stats.ops_pulled, replays_refused=stats.replays_refused,
+           server_crashes=sum(stats.crashes.values()),
+           network_faults=sum(stats.fates.values()),
+           violations=0)  # run_seed raises on the first violation the checker finds
 
 
 @pytest.mark.skipif(REPLAY_SEED is None, reason="set SYNCD_SIM_SEED=N to replay seed N")
