@@ -22,7 +22,14 @@ RANDOM = os.environ.get("SYNCD_FUZZ_RANDOM", "") not in ("", "0")
 
 # Generous bounds for a loaded CI machine: they catch blow-ups (a quadratic
 # path, an allocation sized by a declared length), not micro-regressions.
-MAX_DECODE_SECONDS = 1.0
+MAX_DECODE_SECONDS = 1.0  # plus DECODE_SECONDS_PER_MIB for each MiB of input
+DECODE_SECONDS_PER_MIB = 16.0  # a full 256 KiB body of nested arrays takes ~0.5 s idle
+
+
+def decode_seconds_bound(size: int) -> float:
+    """Linear in the input: a blow-up (quadratic, or sized by a declared length) exceeds it,
+    a loaded CI machine decoding the largest legal body does not."""
+    return MAX_DECODE_SECONDS + DECODE_SECONDS_PER_MIB * size / (1 << 20)
 MAX_HTTP_SECONDS = 10.0
 # Decoding builds Python objects: an empty map costs ~64 bytes for one byte of
 # input, plus its slot in the parent. The measured worst case is ~100 bytes

@@ -29,8 +29,8 @@ from . import strategies as hs
 from .budget import (
     COUNTS,
     MAX_BYTES_PER_INPUT_BYTE,
-    MAX_DECODE_SECONDS,
     MEMORY_SLACK_BYTES,
+    decode_seconds_bound,
     fuzz_settings,
 )
 
@@ -93,7 +93,7 @@ def assert_refused_or_decoded(data: bytes, frame_type: Any) -> Outcome:
     """The contract of every decoder, for one input."""
     note = f"{frame_type.__name__} <- {data.hex()}"
     outcome = measure(data, frame_type)
-    assert outcome.seconds < MAX_DECODE_SECONDS, f"{outcome.seconds:.3f} s: {note}"
+    assert outcome.seconds < decode_seconds_bound(len(data)), f"{outcome.seconds:.3f} s: {note}"
     assert outcome.peak_bytes <= memory_bound(data), f"{outcome.peak_bytes} B: {note}"
     public_frame, public_error = attempt(lambda: decode(data, frame_type))
     if outcome.error is not None:
