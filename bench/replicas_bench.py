@@ -25,12 +25,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protocol import PushBlock, Role, SyncRequest  # noqa: E402
+from protocol import Role  # noqa: E402
 from tests.support.device import Device  # noqa: E402
 from tests.support.postgres import (  # noqa: E402
     URL_VARIABLE,
@@ -42,8 +40,9 @@ from tests.support.postgres import (  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from loadgen import percentile  # noqa: E402
 from report import machine, write_section  # noqa: E402
-from server_bench import authed_sync  # noqa: E402
+from server_bench import LoadResult, load  # noqa: E402
 
 BEGIN, END = "<!-- replicas-bench:begin -->", "<!-- replicas-bench:end -->"
 CLIENTS = 16
@@ -55,48 +54,18 @@ def enrol(servers: list[ServerProcess], n: int) -> Device:
     return Device.enrol(home.url, phone, servers[0].invite(phone))
 
 
-async def load(devices: list[Device], conv: bytes, seconds: float, ops_per_sync: int
-               ) -> tuple[float, float, float]:
-    """(syncs/s, ops/s, p50 ms) with every device in a loop of syncs on its own replica."""
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-
-    async def worker(device: Device) -> None:
-        assert device.session is not None
-        async with httpx.AsyncClient(base_url=device.url, timeout=30) as client:
-            client.headers.clear()
-            cursor = device.cursor
-            while time.monotonic() < deadline:
-                push: tuple[PushBlock, ...] = ()
-                if ops_per_sync:
-                    push = (PushBlock(conv, tuple(device.chat(conv, os.urandom(66))
-                                                  for _ in range(ops_per_sync))),)
-                started = time.perf_counter()
-                response = await authed_sync(client, device.session,
-                                             SyncRequest(push=push, cursor=cursor))
-                latencies.append(time.perf_counter() - started)
-                cursor = response.cursor
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker(device) for device in devices))
-    elapsed = time.monotonic() - started
-    return (len(latencies) / elapsed, len(latencies) * ops_per_sync / elapsed,
-            statistics.median(latencies) * 1000)
-
-
-def throughput(servers: list[ServerProcess], seconds: float) -> dict[str, tuple[float, ...]]:
+def throughput(servers: list[ServerProcess], seconds: float) -> dict[str, LoadResult]:
     devices = [enrol(servers, n) for n in range(CLIENTS)]
     owner = devices[0]
     conv, create = owner.create({d.user_id: Role.MEMBER for d in devices[1:]})
     owner.push(conv, create)
     for device in devices:
         device.drain()
-    results: dict[str, tuple[float, ...]] = {
-        "empty": asyncio.run(load(devices, conv, seconds, 0))}
-    results["push1"] = asyncio.run(load(devices, conv, seconds, 1))
+    results = {"empty": asyncio.run(load(devices, conv, seconds, 0, "empty syncs"))}
+    results["push1"] = asyncio.run(load(devices, conv, seconds, 1, "1-op pushes"))
     for device in devices:
         device.drain()
-    results["push20"] = asyncio.run(load(devices, conv, seconds, 20))
+    results["push20"] = asyncio.run(load(devices, conv, seconds, 20, "20-op pushes"))
     return results
 
 
@@ -129,11 +98,6 @@ def wakeups(waiting_on: ServerProcess, pushing_to: ServerProcess, rounds: int,
     return latencies
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,7 +115,7 @@ def main() -> int:
         cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="syncd-pg-")), binaries)
         cluster.start()
         server_url = cluster.url
-    rows: list[tuple[str, dict[str, tuple[float, ...]]]] = []
+    rows: list[tuple[str, dict[str, LoadResult]]] = []
     wake: list[tuple[str, list[float]]] = []
     try:
         sqlite_server = ServerProcess(work / "bench.db").start()
@@ -198,15 +162,16 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, result in rows:
-        lines.append(f"| {label} | {result['empty'][0]:.0f} | {result['empty'][2]:.1f} | "
-                     f"{result['push1'][1]:.0f} | {result['push1'][2]:.1f} | "
-                     f"{result['push20'][1]:.0f} | {result['push20'][2]:.1f} |")
+        empty, one, twenty = result["empty"], result["push1"], result["push20"]
+        lines.append(f"| {label} | {empty.syncs_per_s:.0f} | {empty.p50_ms:.1f} | "
+                     f"{one.ops_per_s:.0f} | {one.p50_ms:.1f} | "
+                     f"{twenty.ops_per_s:.0f} | {twenty.p50_ms:.1f} |")
     lines += ["", f"Long-poll wake-up: from sending a push until a sync waiting with "
               f"`wait=20` has the op, {rounds} rounds (the push's own round trip included).",
               "", "| path | p50 ms | p99 ms |", "| --- | ---: | ---: |"]
     for label, latencies in wake:
         lines.append(f"| {label} | {1000 * statistics.median(latencies):.1f} | "
-                     f"{1000 * percentile(latencies, 0.99):.1f} |")
+                     f"{1000 * percentile(sorted(latencies), 0.99):.1f} |")
     lines.append(END)
     section = "\n".join(lines)
     print(section)

@@ -155,8 +155,9 @@ class LoadResult:
     p99_ms: float
 
 
-async def load(server: ServerProcess, devices: list[Device], conv: bytes, seconds: float,
-               ops_per_sync: int, what: str) -> LoadResult:
+async def load(devices: list[Device], conv: bytes, seconds: float, ops_per_sync: int,
+               what: str) -> LoadResult:
+    """Every device in a loop of syncs to its own server (``device.url``) for ``seconds``."""
     latencies: list[float] = []
     ops = 0
     deadline = time.monotonic() + seconds
@@ -164,7 +165,7 @@ async def load(server: ServerProcess, devices: list[Device], conv: bytes, second
     async def worker(device: Device) -> None:
         nonlocal ops
         assert device.session is not None
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=device.url, timeout=30) as client:
             client.headers.clear()
             cursor = device.cursor
             while time.monotonic() < deadline:
@@ -197,12 +198,12 @@ def throughput(server: ServerProcess, seconds: float) -> list[LoadResult]:
         device.drain()
     results = []
     for clients in (1, 8):
-        results.append(asyncio.run(load(server, devices[:clients], conv, seconds, 0,
+        results.append(asyncio.run(load(devices[:clients], conv, seconds, 0,
                                         "empty syncs")))
     for clients, batch in ((8, 1), (8, 20)):
         for device in devices:
             device.drain()
-        results.append(asyncio.run(load(server, devices[:clients], conv, seconds, batch,
+        results.append(asyncio.run(load(devices[:clients], conv, seconds, batch,
                                         f"syncs pushing {batch} op(s) each")))
     return results
 
