@@ -7,7 +7,7 @@ HTTP edge) or ``StorageUnavailable`` (503). A sync runs in two steps:
 1. **Push**, when the request carries ops: every signature is checked first,
    outside any transaction; then one write transaction classifies each op as
    a replay or new (``protocol.classify_push``), authorises every new op
-   against the roster as it stands at that point of the push, stores them,
+   against the roster as it stands at that point of the push (``push.py``), stores them,
    and records the device's highest op id and the request counter. Any
    refusal raises before the commit, so nothing of the push is kept. Acks are
    built only after the commit returned, i.e. after the fsync.
@@ -37,23 +37,16 @@ from protocol import (
     ChainResponse,
     ChallengeRequest,
     ChallengeResponse,
-    ContentOp,
-    CreateConversation,
     DeviceEntry,
     DirectoryRequest,
     DirectoryResponse,
-    EnvelopeOp,
     ErrorCode,
     LaneBatch,
-    MembershipOp,
-    OpType,
     ProtocolError,
     PullBlock,
     PulledOp,
     RegisterRequest,
     RegisterResponse,
-    Role,
-    Roster,
     SessionRequest,
     SessionResponse,
     SyncRequest,
@@ -62,7 +55,6 @@ from protocol import (
     check_cursor,
     classify_push,
     derive_session_keys,
-    dumps,
     encode,
     hkdf_sha256,
     loads,
@@ -73,7 +65,6 @@ from protocol import (
     request_tag,
     response_frame_size,
     response_tag,
-    roster_hash,
     session_grant_signing_input,
     session_seal_info,
     session_signing_input,
@@ -81,18 +72,16 @@ from protocol import (
 )
 from protocol.auth import SESSION_SECRET_BYTES
 from protocol.frames import LANES
-from protocol.membership import may_post
 from protocol.ops import Op, op_from_fields
 
 from .keys import ServerIdentity, hpke_key_usable, seal_to_device, signature_valid
 from .notify import Commit, LocalNotifier
+from .push import PushApplier
 from .storage import (
-    ConversationRecord,
     InviteRefused,
     SessionRecord,
     Storage,
     StorageUnavailable,
-    WriteTx,
 )
 
 log = logging.getLogger("syncd.service")
@@ -366,7 +355,7 @@ class SyncService:
             highest = await tx.highest_op_id(caller.device_id)
             earlier = classify_push([(op.op_id, digest) for (_, op), digest
                                      in zip(pushed, digests, strict=True)], stored, highest)
-            apply = _PushApplier(tx, caller)
+            apply = PushApplier(tx, device_id=caller.device_id, user_id=caller.user_id)
             acks = []
             for index, ((conv, op), digest, seq) in enumerate(
                     zip(pushed, digests, earlier, strict=True)):
@@ -437,100 +426,3 @@ class SyncService:
             ops.append(pulled)
             answer = candidate
         return ChainResponse(answer.block, more=len(rows) == limit)
-
-
-class _PushApplier:
-    """Authorises and stores the new ops of one push, inside its transaction.
-
-    Content and envelopes need one role each, looked up by index; only a
-    membership change loads the whole roster, and it writes back only what
-    changed, so a post to a conversation of thousands costs the same as to two.
-    """
-
-    def __init__(self, tx: WriteTx, caller: Caller) -> None:
-        self.tx = tx
-        self.caller = caller
-        self.found: dict[bytes, ConversationRecord | None] = {}
-        self.rosters: dict[bytes, Roster] = {}  # full rosters, as changed by this push
-        self.roles: dict[tuple[bytes, int], Role | None] = {}
-        self.moved_users: set[int] = set()  # joined or left a conversation in this push
-
-    async def _conversation(self, conv: bytes) -> ConversationRecord | None:
-        if conv not in self.found:
-            self.found[conv] = await self.tx.conversation(conv, members=False)
-        return self.found[conv]
-
-    async def _role(self, conv: bytes, record: ConversationRecord, user: int) -> Role | None:
-        if conv in self.rosters:
-            return self.rosters[conv].role_of(user)
-        key = (conv, user)
-        if key not in self.roles:  # one look-up per conversation and user per push
-            self.roles[key] = await self.tx.member_role(record.conv_id, user)
-        return self.roles[key]
-
-    async def _member_conversation(self, conv: bytes) -> tuple[ConversationRecord, Role]:
-        record = await self._conversation(conv)
-        role = None if record is None else await self._role(conv, record,
-                                                               self.caller.user_id)
-        if record is None or role is None:
-            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
-        return record, role
-
-    async def op(self, conv: bytes, op: Op, digest: bytes) -> int:
-        device = self.caller.device_id
-        if isinstance(op, MembershipOp):
-            return await self._membership(conv, op, digest)
-        record, role = await self._member_conversation(conv)
-        broadcast = self.rosters[conv].broadcast if conv in self.rosters else record.broadcast
-        if isinstance(op, ContentOp):
-            if not may_post(role, broadcast=broadcast, announce=op.op_type is OpType.ANNOUNCE):
-                raise _refuse(ErrorCode.FORBIDDEN, "only admins post here")
-            return await self.tx.insert_op(record.conv_id, int(op.op_type), device, op.op_id,
-                                           None, dumps(op.fields(pulled=True)), digest)
-        assert isinstance(op, EnvelopeOp) and op.to_device is not None
-        if role is not Role.ADMIN:
-            raise _refuse(ErrorCode.FORBIDDEN, "only admins hand out conversation keys")
-        owner = (await self.tx.device_owners([op.to_device])).get(op.to_device)
-        if owner is None or owner[1] or await self._role(conv, record, owner[0]) is None:
-            raise _refuse(ErrorCode.NOT_FOUND, "no such device in this conversation")
-        return await self.tx.insert_op(record.conv_id, int(op.op_type), device, op.op_id,
-                                       op.to_device, dumps(op.fields(pulled=True)), digest)
-
-    async def _membership(self, conv: bytes, op: MembershipOp, digest: bytes) -> int:
-        user = self.caller.user_id
-        new_head = roster_hash(conv, self.caller.device_id, op)
-        if conv in self.rosters:
-            before = self.rosters[conv]
-            record = self.found[conv]
-        else:
-            record = await self.tx.conversation(conv, members=True)
-            self.found[conv] = record
-            before = Roster() if record is None else Roster(
-                dict(record.members), record.broadcast, record.head)
-        if record is None and not isinstance(op.change, CreateConversation):
-            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
-        if (record is not None and before.role_of(user) is None
-                and not isinstance(op.change, CreateConversation)):
-            raise _refuse(ErrorCode.NOT_FOUND, "no such conversation")
-        after = before.apply(op.change, author=user, prev=op.prev, new_head=new_head)
-        unknown = await self._unknown_users(set(after.members) - set(before.members))
-        if unknown:
-            raise _refuse(ErrorCode.NOT_FOUND, f"no such user {min(unknown)}")
-        if record is None:
-            conv_id = await self.tx.create_conversation(conv, after.broadcast, new_head)
-            record = ConversationRecord(conv_id, conv, after.broadcast, new_head, {})
-            self.found[conv] = record
-        seq = await self.tx.insert_op(record.conv_id, int(op.op_type), self.caller.device_id,
-                                      op.op_id, None, dumps(op.fields(pulled=True)), digest)
-        changed = {u: r for u, r in after.members.items() if before.members.get(u) is not r}
-        joined = [u for u in after.members if u not in before.members]
-        left = [u for u in before.members if u not in after.members]
-        self.moved_users.update(joined, left)
-        await self.tx.set_roster(record.conv_id, new_head, changed, joined, left, seq)
-        self.rosters[conv] = after
-        return seq
-
-    async def _unknown_users(self, user_ids: set[int]) -> set[int]:
-        if not user_ids:
-            return set()
-        return user_ids - await self.tx.known_users(sorted(user_ids))
